@@ -1,0 +1,33 @@
+# depthlab: two commands do everything on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test lint typecheck bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch is pinned first so that no dependency can pull another build.
+	$(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/depthlab demo
+
+test: setup
+	$(PY) -m pytest -n 2 --dist loadfile -q
+
+lint: setup
+	$(VENV)/bin/ruff check depthlab tests bench examples
+	$(VENV)/bin/mypy
+
+bench: setup
+	$(PY) bench/trainer_overhead.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,94 @@
+"""``ArchSpec``: the shape of a network, every hyperparameter explicit."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from depthlab import _registry as reg
+from depthlab.exceptions import SpecError
+from depthlab.spec.base import Spec, check_choice, check_positive_ints, import_callable
+
+RESIDUAL_SCALINGS = ("none", "fixed", "inv_sqrt_depth", "rezero")
+DROPOUT_KINDS = ("auto", "standard", "alpha")
+NORM_PLACEMENTS = ("pre", "post")
+
+Component = str | Callable[..., Any]
+
+
+def check_component(field: str, value: Component, registry: reg.Registry) -> None:
+    """A component field holds a registered name, an importable ``module:attr`` or a callable."""
+    if callable(value):
+        return
+    if ":" in value:
+        import_callable(value, field)
+        return
+    registry.get(value, field=field)
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchSpec(Spec):
+    """A network family and its hyperparameters.
+
+    ``depth`` counts hidden layers (``mlp``, ``cnn1d``) or residual blocks (``resmlp``), so an
+    ``mlp`` of depth 0 is a linear model. ``width`` is one integer, or one per hidden layer
+    (hourglass and bottleneck shapes). ``act``, ``init`` and ``norm`` take a registered name,
+    an importable ``module:attr`` path or (from Python) a callable.
+    """
+
+    family: str = "mlp"
+    depth: int = 2
+    width: int | tuple[int, ...] = 128
+    act: Component = "relu"
+    init: Component = "he"
+    norm: Component = "none"
+    norm_placement: str = "pre"
+    residual: str = "none"
+    residual_alpha: float = 1.0
+    dropout: float = 0.0
+    dropout_kind: str = "auto"
+    bias: bool = True
+    sigma_b: float = 0.0
+    kernel: int | tuple[int, ...] = 3
+    stride: int | tuple[int, ...] = 1
+    padding: int | tuple[int, ...] = 1
+
+    def _check(self) -> None:
+        check_component("family", self.family, reg.ARCHS)
+        check_component("act", self.act, reg.ACTIVATIONS)
+        check_component("init", self.init, reg.INITS)
+        check_component("norm", self.norm, reg.NORMS)
+        if self.depth < 0:
+            raise SpecError("depth", f"{self.depth!r} is not valid; expected an integer >= 0")
+        check_positive_ints("width", self.width)
+        if isinstance(self.width, tuple) and len(self.width) != self.depth:
+            raise SpecError(
+                "width",
+                f"has {len(self.width)} entries but depth is {self.depth}; "
+                "give one width per hidden layer or a single integer",
+            )
+        check_choice("norm_placement", self.norm_placement, NORM_PLACEMENTS)
+        check_choice("residual", self.residual, RESIDUAL_SCALINGS)
+        check_choice("dropout_kind", self.dropout_kind, DROPOUT_KINDS)
+        if not 0.0 <= self.dropout < 1.0:
+            raise SpecError("dropout", f"{self.dropout!r} is not valid; expected 0 <= p < 1")
+        if self.sigma_b < 0:
+            raise SpecError("sigma_b", f"{self.sigma_b!r} is not valid; expected >= 0")
+        check_positive_ints("kernel", self.kernel)
+        check_positive_ints("stride", self.stride)
+        check_positive_ints("padding", self.padding, minimum=0)
+
+    def widths(self) -> tuple[int, ...]:
+        """One width per hidden layer."""
+        return self.width if isinstance(self.width, tuple) else (self.width,) * self.depth
+
+
+def per_layer(field: str, value: int | tuple[int, ...], depth: int) -> tuple[int, ...]:
+    """Broadcast an int-or-list field to one value per layer, or say which lengths fit."""
+    if isinstance(value, int):
+        return (value,) * depth
+    if len(value) != depth:
+        raise SpecError(field, f"has {len(value)} entries for {depth} layers; give 1 or {depth}")
+    return value
+

@@ -1,0 +1,67 @@
+"""``DataSpec``: which data, how it is generated and split. Every knob is explicit."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from depthlab import _registry as reg
+from depthlab.exceptions import SpecError
+from depthlab.spec.base import Spec, check_choice, check_range
+
+TASKS = ("auto", "classification", "regression")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec(Spec):
+    """A dataset by registered name, with the seed of its split and of any generator.
+
+    Splits are deterministic for a seed: ``test_fraction`` and ``val_fraction`` of the samples
+    (datasets with a canonical test split, such as ``mnist1d``, keep theirs). Standardisation
+    is fitted on the training part only. Fields a dataset does not use are ignored by it:
+    ``n_samples``, ``n_features``, ``n_classes`` and the ``teacher_*`` fields shape generated
+    data; ``path`` and ``target`` name a user's ``npz``/``csv`` file.
+    """
+
+    name: str = "digits"
+    seed: int = 0
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    standardize: bool = True
+    task: str = "auto"
+    n_samples: int | None = None
+    n_features: int = 20
+    n_classes: int = 10
+    teacher_depth: int = 2
+    teacher_width: int = 64
+    teacher_act: str = "tanh"
+    noise: float = 0.0
+    path: str = ""
+    target: str = ""
+
+    def _check(self) -> None:
+        reg.DATASETS.get(self.name, field="name")
+        check_range("val_fraction", self.val_fraction, 0.0, 1.0, hi_open=True)
+        check_range("test_fraction", self.test_fraction, 0.0, 1.0, hi_open=True)
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise SpecError(
+                "val_fraction",
+                f"{self.val_fraction!r} + test_fraction {self.test_fraction!r} leaves no "
+                "training data; keep their sum below 1",
+            )
+        check_choice("task", self.task, TASKS)
+        if self.n_samples is not None and self.n_samples < 10:
+            raise SpecError("n_samples", f"{self.n_samples!r} is not valid; expected >= 10")
+        if self.n_features < 1:
+            raise SpecError("n_features", f"{self.n_features!r} is not valid; expected >= 1")
+        if self.n_classes < 2:
+            raise SpecError("n_classes", f"{self.n_classes!r} is not valid; expected >= 2")
+        if self.teacher_depth < 0:
+            raise SpecError(
+                "teacher_depth", f"{self.teacher_depth!r} is not valid; expected >= 0"
+            )
+        if self.teacher_width < 1:
+            raise SpecError(
+                "teacher_width", f"{self.teacher_width!r} is not valid; expected >= 1"
+            )
+        reg.ACTIVATIONS.get(self.teacher_act, field="teacher_act")
+        check_range("noise", self.noise, 0.0)

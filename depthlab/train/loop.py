@@ -1,0 +1,215 @@
+"""The training loop: seeded, mini-batch or full batch, never raising on a diverging run.
+
+A NaN/inf loss, gradient norm or parameter ends the run DIVERGED at the step it happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from depthlab.data import Dataset, load_data
+from depthlab.exceptions import SpecError
+from depthlab.models import build_model
+from depthlab.spec import RunSpec, TrainSpec
+from depthlab.train.callbacks import Callback, TrainState, build_techniques
+from depthlab.train.result import RunState, TrainResult
+from depthlab.train.schedule import is_constant, lr_at, make_optimizer
+
+EVAL_BATCH = 4096
+
+
+def loss_name(spec: TrainSpec, data: Dataset) -> str:
+    """``auto`` is cross-entropy for classification and MSE for regression."""
+    if spec.loss != "auto":
+        if spec.loss == "cross_entropy" and data.task != "classification":
+            raise SpecError("train.loss", "cross_entropy needs integer class labels; "
+                            f"dataset {data.name!r} is a regression task (use mse or auto)")
+        return spec.loss
+    return "cross_entropy" if data.task == "classification" else "mse"
+
+
+def loss_fn(name: str, n_classes: int):  # type: ignore[no-untyped-def]
+    """Mean loss over the batch. MSE on class labels compares with one-hot targets."""
+    if name == "cross_entropy":
+        return F.cross_entropy
+    if n_classes:
+        return lambda out, y: F.mse_loss(out, F.one_hot(y, n_classes).to(out.dtype))
+    return F.mse_loss
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss, classify: bool
+             ) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Mean loss (and accuracy) over a whole split, in eval mode; restores the model's mode."""
+    if len(y) == 0:
+        return {}
+    was_training = model.training
+    model.eval()
+    try:
+        total, correct = 0.0, 0
+        for i in range(0, len(y), EVAL_BATCH):
+            out = model(x[i : i + EVAL_BATCH])
+            yb = y[i : i + EVAL_BATCH]
+            total += float(loss(out, yb)) * len(yb)
+            if classify:
+                correct += int((out.argmax(1) == yb).sum())
+    finally:
+        model.train(was_training)
+    metrics = {"loss": total / len(y)}
+    if classify:
+        metrics["accuracy"] = correct / len(y)
+    return metrics
+
+
+def fit(
+    model: nn.Module,
+    data: Dataset,
+    spec: TrainSpec,
+    *,
+    callbacks: Sequence[Callback] = (),
+    progress: bool | None = None,
+    run_spec: RunSpec | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``data`` as ``spec`` says; techniques in ``spec`` run as callbacks."""
+    start = time.perf_counter()
+    callbacks = [*build_techniques(spec), *callbacks]
+    lname = loss_name(spec, data)
+    loss = loss_fn(lname, data.n_classes)
+    classify = data.task == "classification"
+    x, y = data.x_train, data.y_train
+    n = len(y)
+    batch = n if spec.batch_size == 0 else min(spec.batch_size, n)
+    steps_per_epoch = math.ceil(n / batch)
+    optimizer = make_optimizer(spec, model.parameters())
+    generator = torch.Generator().manual_seed(spec.seed)
+    state = TrainState(model, optimizer, data, spec, generator)
+    history: list[dict[str, float]] = []
+    diverged_at: int | None = None
+    constant_lr = is_constant(spec)
+    show = sys.stderr.isatty() if progress is None else progress
+    model.train()
+
+    with _seeded(spec.seed), _progress(show, spec.epochs) as advance:
+        for cb in callbacks:
+            cb.on_train_start(state)
+        for epoch in range(spec.epochs):
+            state.epoch = epoch
+            order = torch.randperm(n, generator=generator) if batch < n else None
+            sum_loss = torch.zeros((), dtype=torch.float64)
+            sum_correct = torch.zeros((), dtype=torch.int64)
+            for i in range(steps_per_epoch):
+                if order is None:
+                    xb, yb = x, y
+                else:
+                    idx = order[i * batch : (i + 1) * batch]
+                    xb, yb = x[idx], y[idx]
+                if not constant_lr:
+                    lr = lr_at(spec, state.step, steps_per_epoch)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                out = model(xb)
+                batch_loss = loss(out, yb)
+                value = batch_loss.item()
+                if not math.isfinite(value):
+                    diverged_at = state.step
+                    break
+                optimizer.zero_grad(set_to_none=True)
+                batch_loss.backward()
+                for cb in callbacks:
+                    cb.on_after_backward(state)
+                if spec.grad_clip > 0:
+                    norm = nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
+                    if not torch.isfinite(norm):
+                        diverged_at = state.step
+                        break
+                optimizer.step()
+                state.step += 1
+                state.loss = value
+                sum_loss += value * len(yb)
+                if classify:
+                    sum_correct += (out.detach().argmax(1) == yb).sum()
+                for cb in callbacks:
+                    cb.on_step_end(state)
+            if diverged_at is None and not _finite_params(model):
+                diverged_at = state.step
+            if diverged_at is not None:
+                break
+            row = {"epoch": float(epoch + 1), "step": float(state.step),
+                   "lr": float(optimizer.param_groups[0]["lr"]),
+                   "train_loss": float(sum_loss) / n}
+            if classify:
+                row["train_accuracy"] = int(sum_correct) / n
+            last = epoch + 1 == spec.epochs
+            if spec.eval_every and ((epoch + 1) % spec.eval_every == 0 or last):
+                for part in ("val", "test"):
+                    for k, v in evaluate(model, *data.split(part), loss, classify).items():
+                        row[f"{part}_{k}"] = v
+            history.append(row)
+            for cb in callbacks:
+                cb.on_epoch_end(state, row)
+            advance(row)
+
+    metrics: dict[str, float] = {}
+    if diverged_at is None:
+        for part in ("train", "val", "test"):
+            for k, v in evaluate(model, *data.split(part), loss, classify).items():
+                metrics[f"{part}_{k}"] = v
+        if not all(math.isfinite(v) for v in metrics.values()):
+            diverged_at = state.step
+    run_state = RunState.COMPLETE if diverged_at is None else RunState.DIVERGED
+    error = "" if diverged_at is None else f"loss or parameters became NaN/inf at step {diverged_at}"
+    return TrainResult(
+        state=run_state, metrics=metrics, history=tuple(history), steps=state.step,
+        seconds=time.perf_counter() - start, spec=run_spec, diverged_step=diverged_at,
+        error=error, model=model,
+    )
+
+
+def run(spec: RunSpec, *, callbacks: Sequence[Callback] = (), progress: bool | None = None
+        ) -> TrainResult:
+    """Load the data, build the model and train it: the whole run a spec describes."""
+    data = load_data(spec.data)
+    model = build_model(spec.arch, in_shape=data.in_shape, out_dim=data.out_dim,
+                        seed=spec.train.seed)
+    return fit(model, data, spec.train, callbacks=callbacks, progress=progress, run_spec=spec)
+
+
+def _finite_params(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Dropout draws from torch's global generator: seed it for the run, then restore it."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+@contextlib.contextmanager
+def _progress(show: bool, epochs: int):  # type: ignore[no-untyped-def]
+    if not show:
+        yield lambda row: None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("[bold]train"), BarColumn(), TextColumn("epoch {task.completed}/{task.total}"),
+               TextColumn("{task.fields[info]}"), TimeRemainingColumn())
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task("train", total=epochs, info="")
+
+        def advance(row: dict[str, float]) -> None:
+            info = f"loss {row['train_loss']:.4f}"
+            if "val_accuracy" in row:
+                info += f"  val acc {row['val_accuracy']:.3f}"
+            bar.update(task, advance=1, info=info)
+
+        yield advance
