@@ -84,9 +84,14 @@ def _zero(weight: torch.Tensor, bias: torch.Tensor | None, ctx: InitContext) -> 
 
 @functools.lru_cache(maxsize=256)
 def _critical_for(act: ActivationDef, sigma_b2: float) -> float:
+    from depthlab.exceptions import SpecError
     from depthlab.theory import critical_sigma_w2
 
-    return critical_sigma_w2(act.fn, sigma_b2=sigma_b2)
+    try:
+        return critical_sigma_w2(act.fn, sigma_b2=sigma_b2)
+    except SpecError as err:
+        raise SpecError("init", f"critical init for activation {act.name!r} and "
+                        f"sigma_b={sigma_b2 ** 0.5:g}: {err.detail}") from None
 
 
 def critical_sigma_w2_for(act: ActivationDef, sigma_b: float) -> float:

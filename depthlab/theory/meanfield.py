@@ -28,6 +28,7 @@ from depthlab.exceptions import DepthlabError, SpecError
 from depthlab.theory.gaussian import expect_1d, expect_2d
 
 __all__ = [
+    "CRITICAL_TOL",
     "Activation",
     "MeanFieldSummary",
     "analyse",
@@ -192,7 +193,9 @@ def chi1(
     _check(sigma_w2, sigma_b2)
     if q is None:
         q = q_star(phi, sigma_w2=sigma_w2, sigma_b2=sigma_b2)
-    s = math.inf if q == math.inf else _sqrt_q(q)
+    # A divergent q* is evaluated at the cut-off 1e12: the large-q limit of χ₁ (σ_w²/2 for ReLU),
+    # where q = ∞ itself would give ∞·0 for φ′ of activations such as SiLU.
+    s = _sqrt_q(min(q, _Q_MAX))
     return sigma_w2 * expect_1d(lambda z: derivatives(phi, s * z, 1)[1] ** 2)
 
 
@@ -353,18 +356,21 @@ def critical_sigma_w2(phi: Activation, *, sigma_b2: float = 0.0) -> float:
             f"does not change sign for σ_w² in [{grid[0]:g}, {grid[-1]:.3g}]",
         )
     a, b = grid[ks[0] - 1], grid[ks[0]]
-    root = float(brentq(h, a, b, xtol=1e-13, rtol=1e-15))
+    root = float(brentq(h, a, b, xtol=1e-12, maxiter=1000))
     # Reject a crossing that is really the onset of divergence, or a jump rather than a root.
     q1, q2 = q_at(root * (1 - 1e-6)), q_at(root * (1 - 2e-6))
-    if not math.isfinite(q1) or q1 > 1.5 * q2:
+    prefix = f"activation {name} with σ_b²={sigma_b2:g} has no critical σ_w²"
+    if not math.isfinite(q1) or (q2 > 0 and q1 > 1.5 * q2):
         raise SpecError(
-            "", f"activation {name} with σ_b²={sigma_b2:g} has no critical σ_w²: q* diverges "
-            f"as σ_w² → {root:.10g}, where χ₁ → 1 only in the limit q* → ∞",
+            "", f"{prefix}: q* diverges as σ_w² → {root:.10g}, where χ₁ → 1 only in the limit "
+            "q* → ∞",
         )
-    if abs(h(root * (1 - 1e-10))) > 1e-6:
+    below = h(root * (1 - 1e-10))
+    if abs(below) > 1e-6:
+        above = "q* diverges" if not math.isfinite(q_at(root * (1 + 1e-10))) else "χ₁ > 1"
         raise SpecError(
-            "", f"activation {name} with σ_b²={sigma_b2:g} has no critical σ_w²: χ₁(q*) jumps "
-            f"across 1 at σ_w² ≈ {root:.10g} instead of crossing it",
+            "", f"{prefix}: χ₁(q*) = {1 + below:.6g} just below σ_w² ≈ {root:.10g} and {above} "
+            "just above, a jump across 1 rather than a crossing",
         )
     return root
 

@@ -1,0 +1,125 @@
+"""The ``depthlab`` command: thin subcommands over the public API.
+
+Every user error prints one line on stderr and exits non-zero; see ``EXIT_CODES_DOC``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from depthlab.cli.errors import (
+    EXIT_CODES_DOC,
+    EXIT_DIVERGED,
+    EXIT_FAILED,
+    EXIT_INTERNAL,
+    fail,
+)
+
+app = typer.Typer(
+    name="depthlab",
+    help="Will this network train, why not, and how far from optimal is it?\n\n" + EXIT_CODES_DOC,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+KINDS = ("archs", "datasets", "activations", "inits", "norms", "techniques", "presets")
+
+
+@app.command()
+def train(
+    spec: Annotated[Path, typer.Argument(help="Run file (YAML): arch, data, train.")],
+    out: Annotated[Path | None, typer.Option(help="Write result.json, spec.yaml, "
+                                                  "history.csv and loss.png here.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the result JSON here.")
+                         ] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bar or table.")] = False,
+) -> None:
+    """Train the network a run file describes. Exit 0 complete, 3 diverged, 4 failed."""
+    from depthlab.cli.output import write_json, write_run_dir
+    from depthlab.cli.tables import print_results
+    from depthlab.spec import RunSpec
+    from depthlab.train import RunState, run
+
+    run_spec = RunSpec.load(spec)
+    result = run(run_spec, progress=None if not quiet else False)
+    if json_path is not None:
+        write_json(json_path, result.to_dict())
+    if out is not None:
+        write_run_dir(out, result)
+    if not quiet:
+        print_results([result])
+    if result.state is RunState.DIVERGED:
+        print(f"depthlab: run diverged: {result.error}", file=sys.stderr)
+        raise SystemExit(EXIT_DIVERGED)
+    if result.state is RunState.FAILED:
+        raise SystemExit(EXIT_FAILED)
+
+
+@app.command("list")
+def list_(
+    kind: Annotated[str | None, typer.Argument(help=f"One of: {', '.join(KINDS)}.")] = None,
+) -> None:
+    """List the registered components (all kinds, or one)."""
+    from depthlab.cli.tables import print_registry
+
+    if kind is not None and kind not in KINDS:
+        fail(f"unknown kind {kind!r}; choices: {', '.join(KINDS)}")
+    print_registry(kind)
+
+
+@app.command()
+def demo(
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs per network.")] = 10,
+    depth: Annotated[int, typer.Option(min=0, help="Hidden layers.")] = 32,
+    width: Annotated[int, typer.Option(min=1, help="Units per hidden layer.")] = 128,
+    out: Annotated[Path | None, typer.Option(help="Write each run's results here.")] = None,
+) -> None:
+    """Train one deep MLP on MNIST-1D under four activation/init pairs, side by side."""
+    from depthlab.cli.output import write_run_dir
+    from depthlab.cli.tables import print_results
+    from depthlab.presets import deep_mlp_mnist1d
+    from depthlab.train import run
+
+    specs = deep_mlp_mnist1d(depth=depth, width=width, epochs=epochs)
+    print(f"Training a depth-{depth}, width-{width} MLP on MNIST-1D for {epochs} epochs, "
+          f"under {len(specs)} activation/init pairs.", file=sys.stderr)
+    results = []
+    for spec in specs:
+        print(f"  {spec.name} ...", file=sys.stderr, flush=True)
+        result = run(spec)
+        results.append(result)
+        if out is not None:
+            write_run_dir(out / spec.name, result)
+    print_results(results)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app and turn every error into one line and an exit code."""
+    from depthlab.exceptions import DepthlabError
+
+    try:
+        # Typer reports usage errors (unknown option, missing argument) itself, exit code 2.
+        app(args=argv)
+    except DepthlabError as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except SystemExit:
+        raise
+    except Exception as err:  # noqa: BLE001 - the CLI's last line of defence: no traceback
+        if os.environ.get("DEPTHLAB_DEBUG"):
+            traceback.print_exc()
+        fail(f"internal error: {type(err).__name__}: {err} "
+             "(set DEPTHLAB_DEBUG=1 for the traceback)", EXIT_INTERNAL)
+
+
+if __name__ == "__main__":
+    main()
