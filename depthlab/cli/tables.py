@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 from rich.table import Table
 
@@ -14,7 +16,8 @@ def print_results(results: list[TrainResult]) -> None:
     table = Table(title="depthlab runs")
     for col in ("run", "state", "train loss", "train acc", "val acc", "test loss", "test acc",
                 "steps", "time"):
-        table.add_column(col, justify="left" if col in ("run", "state") else "right")
+        table.add_column(col, justify="left" if col in ("run", "state") else "right",
+                         no_wrap=True)
     for r in results:
         m = r.metrics
         name = r.spec.name if r.spec is not None and r.spec.name else "run"
@@ -24,7 +27,7 @@ def print_results(results: list[TrainResult]) -> None:
         table.add_row(name, state, _num(m.get("train_loss")), _pct(m.get("train_accuracy")),
                       _pct(m.get("val_accuracy")), _num(m.get("test_loss")),
                       _pct(m.get("test_accuracy")), str(r.steps), f"{r.seconds:.1f}s")
-    Console().print(table)
+    _console().print(table)
 
 
 def print_registry(kind: str | None) -> None:
@@ -34,7 +37,7 @@ def print_registry(kind: str | None) -> None:
         "archs": reg.ARCHS, "datasets": reg.DATASETS, "activations": reg.ACTIVATIONS,
         "inits": reg.INITS, "norms": reg.NORMS, "techniques": reg.TECHNIQUES,
     }
-    console = Console()
+    console = _console()
     for name in ([kind] if kind else [*registries, "presets"]):
         table = Table(title=name, show_header=False, title_justify="left")
         table.add_column("name", style="bold")
@@ -47,6 +50,11 @@ def print_registry(kind: str | None) -> None:
             for item in r.names():
                 table.add_row(item, r.doc(item))
         console.print(table)
+
+
+def _console() -> Console:
+    # Piped output has no terminal width; do not squeeze tables into 80 columns.
+    return Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def _num(v: float | None) -> str:

@@ -75,7 +75,10 @@ def build_model(spec: ArchSpec, *, in_shape: tuple[int, ...], out_dim: int,
         raise SpecError("out_dim", f"{out_dim!r} is not valid; expected >= 1")
     family: Family = reg.ARCHS.get(spec.family, field="family")
     parts = Parts(spec, resolve_activation(spec.act), resolve_norm(spec.norm))
-    model = family(spec, parts, tuple(in_shape), out_dim)
+    # Layers draw a default init from torch's global generator as they are constructed; that
+    # draw is overwritten below, so keep it from moving the user's global random state.
+    with torch.random.fork_rng(devices=[]):
+        model = family(spec, parts, tuple(in_shape), out_dim)
     generator = torch.Generator().manual_seed(seed)
     init_model(model, resolve_init(spec.init), InitContext(parts.act_def, spec.sigma_b, generator))
     return model

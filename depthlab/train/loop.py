@@ -148,7 +148,7 @@ def fit(
             if classify:
                 row["train_accuracy"] = int(sum_correct) / n
             last = epoch + 1 == spec.epochs
-            if spec.eval_every and ((epoch + 1) % spec.eval_every == 0 or last):
+            if last or (spec.eval_every and (epoch + 1) % spec.eval_every == 0):
                 for part in ("val", "test"):
                     for k, v in evaluate(model, *data.split(part), loss, classify).items():
                         row[f"{part}_{k}"] = v
