@@ -103,8 +103,8 @@ def fit(
         for epoch in range(spec.epochs):
             state.epoch = epoch
             order = torch.randperm(n, generator=generator) if batch < n else None
-            sum_loss = torch.zeros((), dtype=torch.float64)
-            sum_correct = torch.zeros((), dtype=torch.int64)
+            sum_loss = 0.0
+            correct: list[torch.Tensor] = []
             for i in range(steps_per_epoch):
                 if order is None:
                     xb, yb = x, y
@@ -135,7 +135,7 @@ def fit(
                 state.loss = value
                 sum_loss += value * len(yb)
                 if classify:
-                    sum_correct += (out.detach().argmax(1) == yb).sum()
+                    correct.append((out.detach().argmax(1) == yb).sum())
                 for cb in callbacks:
                     cb.on_step_end(state)
             if diverged_at is None and not _finite_params(model):
@@ -144,9 +144,9 @@ def fit(
                 break
             row = {"epoch": float(epoch + 1), "step": float(state.step),
                    "lr": float(optimizer.param_groups[0]["lr"]),
-                   "train_loss": float(sum_loss) / n}
+                   "train_loss": sum_loss / n}
             if classify:
-                row["train_accuracy"] = int(sum_correct) / n
+                row["train_accuracy"] = int(torch.stack(correct).sum()) / n
             last = epoch + 1 == spec.epochs
             if last or (spec.eval_every and (epoch + 1) % spec.eval_every == 0):
                 for part in ("val", "test"):
