@@ -62,13 +62,13 @@ def _check(sigma_w2: float, sigma_b2: float) -> None:
         raise SpecError("sigma_b2", f"bias variance must be finite and ≥ 0; got {sigma_b2!r}")
 
 
-def activation_name(phi: Activation) -> str:
+def _activation_name(phi: Activation) -> str:
     """A readable name for messages: ``tanh``, ``ReLU()``, ``my_act``."""
     name = getattr(phi, "__name__", None)
     return name if isinstance(name, str) else repr(phi)
 
 
-def derivatives(phi: Activation, x: torch.Tensor, order: int) -> list[torch.Tensor]:
+def _derivatives(phi: Activation, x: torch.Tensor, order: int) -> list[torch.Tensor]:
     """``[φ(x), φ′(x), …, φ^(order)(x)]`` elementwise, by autograd (detached float64 tensors).
 
     A derivative that autograd cannot reach (φ locally linear, ReLU's second derivative) is 0.
@@ -168,7 +168,9 @@ def q_star(
     tol: float = 1e-12,
     max_iter: int = 10_000,
 ) -> float:
-    """Fixed point ``q* = σ_w² ∫Dz φ(√q* z)² + σ_b²`` reached by iterating the length map from q0.
+    """Fixed point ``q* = σ_w² ∫Dz φ(√q* z)² + σ_b²`` of the length map, reached from q0.
+
+    q* is the mean squared pre-activation deep in the network (Poole et al. 2016).
 
     The map is iterated while it converges quickly (relative step ≤ ``tol`` ends it); a slow,
     near-critical approach (or ``max_iter`` steps) hands over to a bracketed root solve in the
@@ -184,7 +186,7 @@ def q_star(
         q0=q0,
         tol=tol,
         max_iter=max_iter,
-        name=activation_name(phi),
+        name=_activation_name(phi),
     )
 
 
@@ -201,7 +203,7 @@ def chi1(phi: Activation, *, sigma_w2: float, sigma_b2: float, q: float | None =
     # A divergent q* is evaluated at the cut-off 1e12: the large-q limit of χ₁ (σ_w²/2 for ReLU),
     # where q = ∞ itself would give ∞·0 for φ′ of activations such as SiLU.
     s, n1 = _sqrt_q(min(q, _Q_MAX)), nodes_for_variance(q, _N1_CAP)
-    return sigma_w2 * expect_1d(lambda z: derivatives(phi, s * z, 1)[1] ** 2, n1)
+    return sigma_w2 * expect_1d(lambda z: _derivatives(phi, s * z, 1)[1] ** 2, n1)
 
 
 def correlation_map(
@@ -280,7 +282,7 @@ def _depth_scales_at(
     s = _sqrt_q(q)
 
     def phi_phi2(z: torch.Tensor) -> torch.Tensor:
-        y, _, d2 = derivatives(phi, s * z, 2)
+        y, _, d2 = _derivatives(phi, s * z, 2)
         return d2 * y
 
     xi_q = _xi(chi + sigma_w2 * expect_1d(phi_phi2, nodes_for_variance(q, _N1_CAP)))
@@ -289,7 +291,7 @@ def _depth_scales_at(
     r = math.sqrt((1.0 - c) * (1.0 + c))
 
     def dphi_dphi(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-        return derivatives(phi, s * z1, 1)[1] * derivatives(phi, s * (c * z1 + r * z2), 1)[1]
+        return _derivatives(phi, s * z1, 1)[1] * _derivatives(phi, s * (c * z1 + r * z2), 1)[1]
 
     return xi_q, _xi(sigma_w2 * expect_2d(dphi_dphi, nodes_for_variance(q, _N2_CAP)))
 
@@ -343,7 +345,7 @@ def critical_sigma_w2(phi: Activation, *, sigma_b2: float = 0.0) -> float:
     χ₁ = σ_w²/2 → 1 only as q* → ∞), or no crossing exists, raises :class:`SpecError`.
     """
     _check(1.0, sigma_b2)
-    name = activation_name(phi)
+    name = _activation_name(phi)
 
     def q_at(s: float) -> float:
         return q_star(phi, sigma_w2=s, sigma_b2=sigma_b2)

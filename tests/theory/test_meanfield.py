@@ -178,6 +178,13 @@ def test_user_activation_derivatives_by_autograd() -> None:
     assert chi1(swish, sigma_w2=1.3, sigma_b2=0.1, q=q) == pytest.approx(ref, rel=1e-10)
 
 
+def test_module_activation_under_inference_mode() -> None:
+    # An nn.Module works as φ, and autograd derivatives survive a caller's inference mode.
+    with torch.inference_mode():
+        got = analyse(torch.nn.Tanh(), sigma_w2=2.5, sigma_b2=0.05)
+    assert got == analyse(torch.tanh, sigma_w2=2.5, sigma_b2=0.05)
+
+
 @pytest.mark.parametrize("phi, sigma_w2", [(torch.tanh, 1.2), (torch.tanh, 2.5), (F.silu, 1.5)])
 def test_depth_scales_match_finite_difference_slopes(phi: Act, sigma_w2: float) -> None:
     # ξ⁻¹ = −log(slope of the length / correlation map at its fixed point).
@@ -246,19 +253,20 @@ def simulate(
     width: int = 1024,
     depth: int = 64,
     burn_in: int = 16,
+    pairs: int = 8,
     seed: int = 0,
 ) -> tuple[float, float, float]:
-    """Mean q, per-layer perturbation growth and final correlation of two inputs in one net.
+    """Mean q, per-layer perturbation growth and late correlation of input pairs in one net.
 
-    Inputs: 4 random unit-length pairs with correlation 0.9. The growth of a perturbation
-    of relative size 1e-7 (finite differences, rescaled every layer) estimates χ₁.
+    Inputs: random pairs of mean square 1 and correlation 0.9. The growth of a perturbation of
+    relative size 1e-7 (finite differences, rescaled every layer) estimates χ₁.
     """
     gen = torch.Generator().manual_seed(seed)
-    n, eps = width, 1e-7
-    x = torch.randn(4, n, generator=gen, dtype=torch.float64)
-    y = 0.9 * x + math.sqrt(1 - 0.81) * torch.randn(4, n, generator=gen, dtype=torch.float64)
+    n, eps, k = width, 1e-7, pairs
+    x = torch.randn(k, n, generator=gen, dtype=torch.float64)
+    y = 0.9 * x + math.sqrt(1 - 0.81) * torch.randn(k, n, generator=gen, dtype=torch.float64)
     h = torch.cat([x, y])
-    v = torch.randn(8, n, generator=gen, dtype=torch.float64)
+    v = torch.randn(2 * k, n, generator=gen, dtype=torch.float64)
     hp = h + eps * v
     qs, growth, cs = [], [], []
     for layer in range(depth):
@@ -269,7 +277,7 @@ def simulate(
         if layer >= burn_in:
             qs.append(h.pow(2).mean(1))
             growth.append((hp - h).pow(2).sum(1) / before)
-            cs.append((h[:4] * h[4:]).sum(1) / (h[:4].norm(dim=1) * h[4:].norm(dim=1)))
+            cs.append((h[:k] * h[k:]).sum(1) / (h[:k].norm(dim=1) * h[k:].norm(dim=1)))
         delta = hp - h  # keep the perturbation tiny: rescale to eps·√N
         hp = h + eps * math.sqrt(n) * delta / delta.norm(dim=1, keepdim=True)
     return (
@@ -290,6 +298,8 @@ def test_monte_carlo_matches_theory(phi: Act, sigma_w2: float, sigma_b2: float) 
     assert q_mc == pytest.approx(theory.q_star, rel=0.05)
     assert chi_mc == pytest.approx(theory.chi1, rel=0.05)
     if theory.phase == "chaotic":
-        assert c_mc == pytest.approx(theory.c_star, abs=0.05)
+        # c fluctuates by ~1/√N per layer and those fluctuations decay only over ξ_c ≈ 12 layers,
+        # so one net pins c* to about ±0.05; c* ≈ 0.45–0.65 here, far from the ordered c* = 1.
+        assert c_mc == pytest.approx(theory.c_star, abs=0.1)
     else:
         assert np.isclose(c_mc, 1.0, atol=0.05)
