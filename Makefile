@@ -24,6 +24,7 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check depthlab tests bench examples
+	$(VENV)/bin/ruff format --check depthlab tests bench examples
 	$(VENV)/bin/mypy
 
 bench: setup

@@ -53,14 +53,25 @@ def main() -> None:
     arch = ArchSpec(family="mlp", depth=args.depth, width=args.width)
     # eval_every=0: depthlab evaluates only after the last epoch (train, val and test splits);
     # the hand loop evaluates test accuracy at the end, as a user's loop would.
-    spec = TrainSpec(optimizer="adam", lr=1e-3, epochs=args.epochs, batch_size=args.batch,
-                     eval_every=0)
+    spec = TrainSpec(
+        optimizer="adam", lr=1e-3, epochs=args.epochs, batch_size=args.batch, eval_every=0
+    )
     n = len(data.y_train) * args.epochs
     ours, theirs = [], []
     for r in range(args.rounds + 1):  # round 0 warms up both
         model = build_model(arch, in_shape=data.in_shape, out_dim=10, seed=r)
         t = time.perf_counter()
-        hand_loop(model, data.x_train, data.y_train, data.x_test, data.y_test, args.epochs, args.batch, 1e-3, r)
+        hand_loop(
+            model,
+            data.x_train,
+            data.y_train,
+            data.x_test,
+            data.y_test,
+            args.epochs,
+            args.batch,
+            1e-3,
+            r,
+        )
         hand = time.perf_counter() - t
         model = build_model(arch, in_shape=data.in_shape, out_dim=10, seed=r)
         t = time.perf_counter()
@@ -70,8 +81,10 @@ def main() -> None:
             theirs.append(n / hand)
             ours.append(n / dl)
     o, h = statistics.median(ours), statistics.median(theirs)
-    print(f"mlp depth {args.depth} width {args.width}, batch {args.batch}, "
-          f"{args.threads} thread(s), {args.rounds} interleaved rounds")
+    print(
+        f"mlp depth {args.depth} width {args.width}, batch {args.batch}, "
+        f"{args.threads} thread(s), {args.rounds} interleaved rounds"
+    )
     print(f"hand-written loop : {h:10.0f} samples/s")
     print(f"depthlab fit      : {o:10.0f} samples/s")
     print(f"ratio depthlab/hand = {o / h:.3f}  (target >= 0.95)")

@@ -25,8 +25,14 @@ def deep_mlp_mnist1d(depth: int = 32, width: int = 128, epochs: int = 10) -> lis
     return [
         RunSpec(
             name=name,
-            arch=ArchSpec(family="mlp", depth=depth, width=width, act=act, init=init,
-                          sigma_b=0.05 if init == "critical" else 0.0),
+            arch=ArchSpec(
+                family="mlp",
+                depth=depth,
+                width=width,
+                act=act,
+                init=init,
+                sigma_b=0.05 if init == "critical" else 0.0,
+            ),
             data=data,
             train=train,
         )

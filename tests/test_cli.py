@@ -17,15 +17,27 @@ train: {optimizer: adam, lr: 0.01, epochs: 3, batch_size: 32, seed: 0}
 
 
 def depthlab(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "depthlab.cli.main", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "depthlab.cli.main", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 def test_train_writes_json_and_an_output_directory(tmp_path):
     spec = tmp_path / "run.yaml"
     spec.write_text(RUN)
-    out = depthlab("train", str(spec), "--json", str(tmp_path / "r.json"), "--out",
-                   str(tmp_path / "out"), "--quiet")
+    out = depthlab(
+        "train",
+        str(spec),
+        "--json",
+        str(tmp_path / "r.json"),
+        "--out",
+        str(tmp_path / "out"),
+        "--quiet",
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["state"] == "COMPLETE"
@@ -37,8 +49,11 @@ def test_train_writes_json_and_an_output_directory(tmp_path):
 
 def test_diverged_run_exits_3_with_its_step(tmp_path):
     spec = tmp_path / "run.yaml"
-    spec.write_text(RUN.replace("optimizer: adam, lr: 0.01", "optimizer: sgd, lr: 1.0e+8")
-                    .replace("depth: 2", "depth: 6"))
+    spec.write_text(
+        RUN.replace("optimizer: adam, lr: 0.01", "optimizer: sgd, lr: 1.0e+8").replace(
+            "depth: 2", "depth: 6"
+        )
+    )
     out = depthlab("train", str(spec), "--json", str(tmp_path / "r.json"), "--quiet")
     assert out.returncode == 3, out.stderr
     result = json.loads((tmp_path / "r.json").read_text())
@@ -59,13 +74,23 @@ def _npz(tmp_path, case):
 
 BAD = [
     ("malformed", "arch: {depth: [1, 2\n", "malformed YAML"),
-    ("unknown_act", RUN.replace("act: relu", "act: swishy"),
-     "arch.act: unknown activation 'swishy'; choices:"),
+    (
+        "unknown_act",
+        RUN.replace("act: relu", "act: swishy"),
+        "arch.act: unknown activation 'swishy'; choices:",
+    ),
     ("negative_width", RUN.replace("width: 16", "width: -4"), "arch.width: -4 is not valid"),
-    ("unknown_key", RUN.replace("seed: 0}", "seed: 0, colour: red}", 1), "data.colour: unknown key"),
+    (
+        "unknown_key",
+        RUN.replace("seed: 0}", "seed: 0, colour: red}", 1),
+        "data.colour: unknown key",
+    ),
     ("missing_spec", None, "spec file not found"),
-    ("missing_data", RUN.replace("name: iris", "name: npz, path: /nonexistent/d.npz"),
-     "data file not found: '/nonexistent/d.npz'"),
+    (
+        "missing_data",
+        RUN.replace("name: iris", "name: npz, path: /nonexistent/d.npz"),
+        "data file not found: '/nonexistent/d.npz'",
+    ),
     ("mismatch", "NPZ", "x has 20 samples but y has 19"),
     ("nan", "NPZ", "NaN/inf values"),
 ]
@@ -98,8 +123,7 @@ def test_list_shows_components_and_rejects_unknown_kinds():
 
 
 def test_demo_runs_small(tmp_path):
-    out = depthlab("demo", "--epochs", "1", "--depth", "4", "--width", "16", "--out",
-                   str(tmp_path))
+    out = depthlab("demo", "--epochs", "1", "--depth", "4", "--width", "16", "--out", str(tmp_path))
     assert out.returncode == 0, out.stderr
     for name in ("relu+he", "relu+lecun", "tanh+critical", "selu+lecun"):
         assert name in out.stdout

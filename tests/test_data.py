@@ -10,12 +10,25 @@ import torch
 from depthlab import DataError, DataSpec, load_data
 from depthlab import _registry as reg
 
-BUILTIN = ["digits", "breast_cancer", "wine", "iris", "diabetes", "mnist1d", "mnist1d_shuffled",
-           "teacher"]
+BUILTIN = [
+    "digits",
+    "breast_cancer",
+    "wine",
+    "iris",
+    "diabetes",
+    "mnist1d",
+    "mnist1d_shuffled",
+    "teacher",
+]
 EXPECTED = {  # (samples, features, classes or 0 for regression)
-    "digits": (1797, 64, 10), "breast_cancer": (569, 30, 2), "wine": (178, 13, 3),
-    "iris": (150, 4, 3), "diabetes": (442, 10, 0), "mnist1d": (5000, 40, 10),
-    "mnist1d_shuffled": (5000, 40, 10), "teacher": (2000, 20, 10),
+    "digits": (1797, 64, 10),
+    "breast_cancer": (569, 30, 2),
+    "wine": (178, 13, 3),
+    "iris": (150, 4, 3),
+    "diabetes": (442, 10, 0),
+    "mnist1d": (5000, 40, 10),
+    "mnist1d_shuffled": (5000, 40, 10),
+    "teacher": (2000, 20, 10),
 }
 
 
@@ -50,8 +63,7 @@ def test_standardisation_uses_the_training_part_only():
     ds = load_data(DataSpec(name="breast_cancer", seed=1))
     x = ds.x_train.double()
     assert torch.allclose(x.mean(0), torch.zeros(30, dtype=torch.float64), atol=1e-5)
-    assert torch.allclose(x.std(0, unbiased=False), torch.ones(30, dtype=torch.float64),
-                          atol=1e-4)
+    assert torch.allclose(x.std(0, unbiased=False), torch.ones(30, dtype=torch.float64), atol=1e-4)
     # The test part is transformed with the training moments, so its own are not exactly 0 / 1.
     assert ds.x_test.double().mean(0).abs().max() > 1e-3
 
@@ -88,15 +100,18 @@ def test_npz_and_csv_round_trip(tmp_path):
     assert ds.n_classes == 2 and ds.in_shape == (3,)
 
 
-@pytest.mark.parametrize("case,match", [
-    ("missing", "data file not found"),
-    ("no_y", "no array 'y'; the file holds: x"),
-    ("mismatch", "x has 10 samples but y has 9"),
-    ("nan", "NaN/inf values"),
-    ("not_npz", "not a readable .npz"),
-    ("csv_target", "target column 'nope' not found; columns: a, b"),
-    ("csv_text", "non-numeric value"),
-])
+@pytest.mark.parametrize(
+    "case,match",
+    [
+        ("missing", "data file not found"),
+        ("no_y", "no array 'y'; the file holds: x"),
+        ("mismatch", "x has 10 samples but y has 9"),
+        ("nan", "NaN/inf values"),
+        ("not_npz", "not a readable .npz"),
+        ("csv_target", "target column 'nope' not found; columns: a, b"),
+        ("csv_text", "non-numeric value"),
+    ],
+)
 def test_bad_files_give_one_clear_error(tmp_path, case, match):
     p = tmp_path / "d.npz"
     name, target = "npz", ""

@@ -24,8 +24,13 @@ SIGMA_B = math.sqrt(0.05)  # σ_b² = 0.05, a point on tanh's critical line (Sch
 
 def _gauss(f):
     """∫ Dz f(z) by adaptive quadrature: an oracle independent of the Gauss–Hermite code."""
-    value, _ = integrate.quad(lambda z: f(z) * math.exp(-z * z / 2) / math.sqrt(2 * math.pi),
-                              -12, 12, limit=200, epsabs=1e-13)
+    value, _ = integrate.quad(
+        lambda z: f(z) * math.exp(-z * z / 2) / math.sqrt(2 * math.pi),
+        -12,
+        12,
+        limit=200,
+        epsabs=1e-13,
+    )
     return value
 
 
@@ -38,16 +43,22 @@ def test_tanh_critical_init_has_chi1_one_by_independent_quadrature():
     sb2 = SIGMA_B**2
     q = 1.0
     for _ in range(5000):  # the length map by scipy quadrature, to its fixed point
-        q = sw2 * _gauss(lambda z: math.tanh(math.sqrt(q) * z) ** 2) + sb2
-    chi1 = sw2 * _gauss(lambda z: (1 - math.tanh(math.sqrt(q) * z) ** 2) ** 2)
-    assert abs(chi1 - 1.0) < 1e-3
+        q = sw2 * _gauss(lambda z, q=q: math.tanh(math.sqrt(q) * z) ** 2) + sb2
+    slope = sw2 * _gauss(lambda z: (1 - math.tanh(math.sqrt(q) * z) ** 2) ** 2)
+    assert abs(slope - 1.0) < 1e-3
     assert 1.6 < sw2 < 1.9
 
 
 def _preactivation_variances(act, sigma_w2_scale, depth=100, width=512, seed=0):
     """Per-layer mean variance of the pre-activations h^l through a critical-init MLP."""
-    spec = ArchSpec(family="mlp", depth=depth, width=width, act=act, init="critical",
-                    sigma_b=0.0 if act == "relu" else SIGMA_B)
+    spec = ArchSpec(
+        family="mlp",
+        depth=depth,
+        width=width,
+        act=act,
+        init="critical",
+        sigma_b=0.0 if act == "relu" else SIGMA_B,
+    )
     model = build_model(spec, in_shape=(width,), out_dim=1, seed=seed).double()
     with torch.no_grad():
         for m in model.modules():
@@ -56,8 +67,15 @@ def _preactivation_variances(act, sigma_w2_scale, depth=100, width=512, seed=0):
     act_def = resolve_activation(act)
     sw2 = critical_sigma_w2_for(act_def, spec.sigma_b) * sigma_w2_scale
     # Inputs at the length fixed point of the critical net, so every layer should stay at q*.
-    q0 = q_star(act_def.fn, sigma_w2=critical_sigma_w2_for(act_def, spec.sigma_b),
-                sigma_b2=spec.sigma_b**2) if act != "relu" else 1.0
+    q0 = (
+        q_star(
+            act_def.fn,
+            sigma_w2=critical_sigma_w2_for(act_def, spec.sigma_b),
+            sigma_b2=spec.sigma_b**2,
+        )
+        if act != "relu"
+        else 1.0
+    )
     x = torch.randn(256, width, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     x = x * math.sqrt(max(q0 - spec.sigma_b**2, 1e-12) / sw2)
     variances = []
@@ -102,8 +120,9 @@ def test_critical_relu_stays_near_its_variance_while_off_critical_vanishes_and_e
 
 def _perturbation_growth(sigma_w2_scale, depth=100, width=512):
     """How a tiny input perturbation grows through a tanh net: χ₁^depth in mean-field theory."""
-    spec = ArchSpec(family="mlp", depth=depth, width=width, act="tanh", init="critical",
-                    sigma_b=SIGMA_B)
+    spec = ArchSpec(
+        family="mlp", depth=depth, width=width, act="tanh", init="critical", sigma_b=SIGMA_B
+    )
     model = build_model(spec, in_shape=(width,), out_dim=1).double()
     with torch.no_grad():
         for m in model.modules():
@@ -134,8 +153,7 @@ def test_selu_constants():
     assert SELU_ALPHA == pytest.approx(1.6732632423543772, abs=1e-6)
     assert SELU_LAMBDA == pytest.approx(1.0507009873554805, abs=1e-6)
     mean = _gauss(lambda z: SELU_LAMBDA * (z if z > 0 else SELU_ALPHA * (math.exp(z) - 1)))
-    second = _gauss(lambda z: (SELU_LAMBDA * (z if z > 0 else SELU_ALPHA * (math.exp(z) - 1)))
-                    ** 2)
+    second = _gauss(lambda z: (SELU_LAMBDA * (z if z > 0 else SELU_ALPHA * (math.exp(z) - 1))) ** 2)
     assert abs(mean) < 1e-6 and abs(second - 1.0) < 1e-6
     x = torch.linspace(-3, 3, 101)
     assert torch.allclose(resolve_activation("selu").fn(x), torch.selu(x))
@@ -150,16 +168,29 @@ def test_alpha_dropout_keeps_mean_and_variance():
     assert abs(y.mean().item()) < 5e-3 and abs(y.var().item() - 1.0) < 5e-3
     assert torch.equal(drop.eval()(x), x)
     assert (y == drop.a * drop.alpha_prime + drop.b).float().mean().item() == pytest.approx(
-        0.2, abs=2e-3)
+        0.2, abs=2e-3
+    )
 
 
-@pytest.mark.parametrize("residual,alpha,bounded", [
-    ("none", 1.0, False), ("inv_sqrt_depth", 1.0, True), ("rezero", 1.0, True),
-])
+@pytest.mark.parametrize(
+    "residual,alpha,bounded",
+    [
+        ("none", 1.0, False),
+        ("inv_sqrt_depth", 1.0, True),
+        ("rezero", 1.0, True),
+    ],
+)
 def test_residual_scaling_controls_variance_growth(residual, alpha, bounded):
     depth = 32
-    spec = ArchSpec(family="resmlp", depth=depth, width=256, act="relu", init="he",
-                    residual=residual, residual_alpha=alpha)
+    spec = ArchSpec(
+        family="resmlp",
+        depth=depth,
+        width=256,
+        act="relu",
+        init="he",
+        residual=residual,
+        residual_alpha=alpha,
+    )
     model = build_model(spec, in_shape=(256,), out_dim=1).double()
     x = torch.randn(512, 256, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     with torch.no_grad():

@@ -28,8 +28,17 @@ def _cases():
 
 @pytest.mark.parametrize("family,act,norm,init,residual", _cases())
 def test_conformance(family, act, norm, init, residual):
-    spec = ArchSpec(family=family, depth=3, width=8, act=act, norm=norm, init=init,
-                    residual=residual, dropout=0.1, sigma_b=0.0 if act in ("relu", "linear") else 0.05)
+    spec = ArchSpec(
+        family=family,
+        depth=3,
+        width=8,
+        act=act,
+        norm=norm,
+        init=init,
+        residual=residual,
+        dropout=0.1,
+        sigma_b=0.0 if act in ("relu", "linear") else 0.05,
+    )
     check_arch(spec, in_shape=FAMILY_INPUT[family], out_dim=5)
 
 
@@ -39,8 +48,9 @@ def test_every_registered_family_is_covered():
 
 @pytest.mark.parametrize("family", sorted(FAMILY_INPUT))
 def test_depth_zero_is_a_linear_readout(family):
-    model = check_arch(ArchSpec(family=family, depth=0, width=8), in_shape=FAMILY_INPUT[family],
-                       out_dim=3)
+    model = check_arch(
+        ArchSpec(family=family, depth=0, width=8), in_shape=FAMILY_INPUT[family], out_dim=3
+    )
     n_linear = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
     assert n_linear == (2 if family == "resmlp" else 1)
 
@@ -86,15 +96,21 @@ def test_callables_are_accepted_for_act_norm_and_init():
 
     spec = ArchSpec(depth=2, width=6, act=torch.nn.Tanh, norm=torch.nn.LayerNorm, init=unit_init)
     model = check_arch(spec, in_shape=(4,), out_dim=2)
-    assert all(torch.allclose(m.weight, torch.full_like(m.weight, 1 / m.weight.shape[1]))
-               for m in model.modules() if isinstance(m, torch.nn.Linear))
+    assert all(
+        torch.allclose(m.weight, torch.full_like(m.weight, 1 / m.weight.shape[1]))
+        for m in model.modules()
+        if isinstance(m, torch.nn.Linear)
+    )
     check_arch(ArchSpec(depth=2, width=6, act=cube_root), in_shape=(4,), out_dim=2)
 
 
 def test_cnn_that_shrinks_to_nothing_is_a_spec_error():
     with pytest.raises(SpecError, match="kernel"):
-        build_model(ArchSpec(family="cnn1d", depth=6, width=4, kernel=5, stride=2, padding=0),
-                    in_shape=(40,), out_dim=2)
+        build_model(
+            ArchSpec(family="cnn1d", depth=6, width=4, kernel=5, stride=2, padding=0),
+            in_shape=(40,),
+            out_dim=2,
+        )
 
 
 def test_conformance_catches_a_dead_parameter():

@@ -24,9 +24,14 @@ finite = st.floats(allow_nan=False, allow_infinity=False)
 @st.composite
 def arch_specs(draw):
     depth = draw(st.integers(0, 40))
-    width = draw(st.one_of(st.integers(1, 4096),
-                           st.lists(st.integers(1, 512), min_size=depth, max_size=depth)
-                           if depth else st.integers(1, 4096)))
+    width = draw(
+        st.one_of(
+            st.integers(1, 4096),
+            st.lists(st.integers(1, 512), min_size=depth, max_size=depth)
+            if depth
+            else st.integers(1, 4096),
+        )
+    )
     return ArchSpec(
         family=draw(st.sampled_from(reg.ARCHS.names())),
         depth=depth,
@@ -47,9 +52,18 @@ def arch_specs(draw):
 
 @st.composite
 def train_specs(draw):
-    techniques = draw(st.lists(st.fixed_dictionaries(
-        {"name": st.just("gradient_noise"), "eta": st.floats(0, 2), "gamma": st.floats(0, 1)}),
-        max_size=2))
+    techniques = draw(
+        st.lists(
+            st.fixed_dictionaries(
+                {
+                    "name": st.just("gradient_noise"),
+                    "eta": st.floats(0, 2),
+                    "gamma": st.floats(0, 1),
+                }
+            ),
+            max_size=2,
+        )
+    )
     return TrainSpec(
         optimizer=draw(st.sampled_from(["sgd", "momentum", "adam", "adamw"])),
         lr=draw(st.floats(1e-8, 10)),
@@ -64,10 +78,16 @@ def train_specs(draw):
 
 
 run_specs = st.builds(
-    RunSpec, arch=arch_specs(), train=train_specs(),
-    data=st.builds(DataSpec, name=st.sampled_from(reg.DATASETS.names()),
-                   seed=st.integers(0, 1000), val_fraction=st.floats(0, 0.45),
-                   test_fraction=st.floats(0, 0.45)),
+    RunSpec,
+    arch=arch_specs(),
+    train=train_specs(),
+    data=st.builds(
+        DataSpec,
+        name=st.sampled_from(reg.DATASETS.names()),
+        seed=st.integers(0, 1000),
+        val_fraction=st.floats(0, 0.45),
+        test_fraction=st.floats(0, 0.45),
+    ),
     name=st.text(max_size=20),
 )
 
@@ -89,29 +109,54 @@ def test_yaml_round_trip_is_exact(spec):
 
 def test_hash_is_stable_across_processes():
     spec = RunSpec.from_yaml(RUN_YAML)
-    code = ("import depthlab as d; print(d.RunSpec.from_yaml(open(0).read()).content_hash())")
-    out = subprocess.run([sys.executable, "-c", code], input=RUN_YAML, capture_output=True,
-                         text=True, check=True)
+    code = "import depthlab as d; print(d.RunSpec.from_yaml(open(0).read()).content_hash())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], input=RUN_YAML, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == spec.content_hash()
     assert spec.replace(name="other").content_hash() != spec.content_hash()
 
 
 # (section, field, bad value) — each must raise a SpecError whose field names it.
 INVALID = [
-    ("arch", "family", "transformer"), ("arch", "depth", -1), ("arch", "depth", 2.5),
-    ("arch", "width", 0), ("arch", "width", -3), ("arch", "width", "wide"),
-    ("arch", "width", [4, 4]), ("arch", "act", "swishy"), ("arch", "init", "kaiming"),
-    ("arch", "norm", "group"), ("arch", "residual", "always"), ("arch", "dropout", 1.0),
-    ("arch", "dropout", -0.1), ("arch", "sigma_b", -1.0), ("arch", "kernel", 0),
-    ("arch", "bias", "yes"), ("arch", "dropout_kind", "gaussian"), ("arch", "bogus", 1),
-    ("data", "name", "imagenet"), ("data", "val_fraction", 1.5), ("data", "seed", "zero"),
-    ("data", "task", "ranking"), ("data", "n_samples", 3), ("data", "teacher_act", "nope"),
-    ("train", "optimizer", "lbfgs"), ("train", "lr", 0.0), ("train", "lr", -1.0),
-    ("train", "lr", float("nan")), ("train", "epochs", 0), ("train", "batch_size", -5),
-    ("train", "schedule", "linear"), ("train", "loss", "hinge"), ("train", "momentum", 1.0),
-    ("train", "grad_clip", -1.0), ("train", "techniques", [{"name": "dropconnect"}]),
+    ("arch", "family", "transformer"),
+    ("arch", "depth", -1),
+    ("arch", "depth", 2.5),
+    ("arch", "width", 0),
+    ("arch", "width", -3),
+    ("arch", "width", "wide"),
+    ("arch", "width", [4, 4]),
+    ("arch", "act", "swishy"),
+    ("arch", "init", "kaiming"),
+    ("arch", "norm", "group"),
+    ("arch", "residual", "always"),
+    ("arch", "dropout", 1.0),
+    ("arch", "dropout", -0.1),
+    ("arch", "sigma_b", -1.0),
+    ("arch", "kernel", 0),
+    ("arch", "bias", "yes"),
+    ("arch", "dropout_kind", "gaussian"),
+    ("arch", "bogus", 1),
+    ("data", "name", "imagenet"),
+    ("data", "val_fraction", 1.5),
+    ("data", "seed", "zero"),
+    ("data", "task", "ranking"),
+    ("data", "n_samples", 3),
+    ("data", "teacher_act", "nope"),
+    ("train", "optimizer", "lbfgs"),
+    ("train", "lr", 0.0),
+    ("train", "lr", -1.0),
+    ("train", "lr", float("nan")),
+    ("train", "epochs", 0),
+    ("train", "batch_size", -5),
+    ("train", "schedule", "linear"),
+    ("train", "loss", "hinge"),
+    ("train", "momentum", 1.0),
+    ("train", "grad_clip", -1.0),
+    ("train", "techniques", [{"name": "dropconnect"}]),
     ("train", "techniques", [{"name": "gradient_noise", "eta": -1.0}]),
-    ("train", "techniques", [{"eta": 0.3}]), ("train", "techniques", ["gradient_noise"]),
+    ("train", "techniques", [{"eta": 0.3}]),
+    ("train", "techniques", ["gradient_noise"]),
 ]
 
 

@@ -62,8 +62,10 @@ def test_dropout_runs_are_seeded_and_leave_global_rng_alone():
 
 @pytest.mark.parametrize("optimizer,lr", [("sgd", 1e6), ("momentum", 1e6), ("adam", 1e5)])
 def test_absurd_learning_rate_ends_diverged_with_its_step(optimizer, lr):
-    spec = SMALL.replace(arch=ArchSpec(depth=6, width=64),
-                         train=TrainSpec(optimizer=optimizer, lr=lr, epochs=50, batch_size=16))
+    spec = SMALL.replace(
+        arch=ArchSpec(depth=6, width=64),
+        train=TrainSpec(optimizer=optimizer, lr=lr, epochs=50, batch_size=16),
+    )
     result = run(spec, progress=False)
     assert result.state is RunState.DIVERGED
     assert result.diverged_step is not None and 0 <= result.diverged_step < 50 * 7
@@ -73,8 +75,11 @@ def test_absurd_learning_rate_ends_diverged_with_its_step(optimizer, lr):
 
 
 def test_regression_uses_mse_and_full_batch():
-    spec = RunSpec(arch=ArchSpec(depth=1, width=32), data=DataSpec(name="diabetes"),
-                   train=TrainSpec(epochs=30, batch_size=0, lr=1e-2))
+    spec = RunSpec(
+        arch=ArchSpec(depth=1, width=32),
+        data=DataSpec(name="diabetes"),
+        train=TrainSpec(epochs=30, batch_size=0, lr=1e-2),
+    )
     result = run(spec, progress=False)
     assert result.state is RunState.COMPLETE and result.steps == 30
     assert "train_accuracy" not in result.metrics
@@ -112,18 +117,24 @@ def test_gradient_clipping_bounds_the_update():
     model = build_model(ArchSpec(depth=1, width=8), in_shape=(4,), out_dim=3)
     before = [p.detach().clone() for p in model.parameters()]
     fit(model, data, spec, callbacks=[Spy()], progress=False)
-    moved = torch.sqrt(sum(((p - b) ** 2).sum() for p, b in zip(model.parameters(), before,
-                                                                  strict=True)))
+    moved = torch.sqrt(
+        sum(((p - b) ** 2).sum() for p, b in zip(model.parameters(), before, strict=True))
+    )
     assert moved.item() <= 1e-3 + 1e-7 and seen == [1]
 
 
 def test_gradient_noise_has_the_annealed_variance():
     assert noise_variance(0, 0.3, 0.55) == pytest.approx(0.3)
-    assert noise_variance(99, 1.0, 0.55) == pytest.approx(100 ** -0.55)
+    assert noise_variance(99, 1.0, 0.55) == pytest.approx(100**-0.55)
     # With a zero learning signal, the gradient seen by the optimiser is the noise itself.
     data = load_data(DataSpec(name="iris"))
-    spec = TrainSpec(optimizer="sgd", lr=1e-12, epochs=1, batch_size=0,
-                     techniques=({"name": "gradient_noise", "eta": 0.5, "gamma": 0.55},))
+    spec = TrainSpec(
+        optimizer="sgd",
+        lr=1e-12,
+        epochs=1,
+        batch_size=0,
+        techniques=({"name": "gradient_noise", "eta": 0.5, "gamma": 0.55},),
+    )
     model = build_model(ArchSpec(depth=1, width=512, init="zero"), in_shape=(4,), out_dim=3)
     grads = []
 
@@ -149,6 +160,5 @@ def test_callbacks_see_every_epoch():
 
 
 def test_eval_every_zero_evaluates_only_at_the_end():
-    result = run(SMALL.replace(train=SMALL.train.replace(epochs=3, eval_every=0)),
-                 progress=False)
+    result = run(SMALL.replace(train=SMALL.train.replace(epochs=3, eval_every=0)), progress=False)
     assert "val_loss" not in result.history[0] and "val_loss" in result.history[-1]

@@ -36,10 +36,13 @@ KINDS = ("archs", "datasets", "activations", "inits", "norms", "techniques", "pr
 @app.command()
 def train(
     spec: Annotated[Path, typer.Argument(help="Run file (YAML): arch, data, train.")],
-    out: Annotated[Path | None, typer.Option(help="Write result.json, spec.yaml, "
-                                                  "history.csv and loss.png here.")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write the result JSON here.")
-                         ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Write result.json, spec.yaml, history.csv and loss.png here."),
+    ] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the result JSON here.")
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar or table.")] = False,
 ) -> None:
     """Train the network a run file describes. Exit 0 complete, 3 diverged, 4 failed."""
@@ -89,8 +92,11 @@ def demo(
     from depthlab.train import run
 
     specs = deep_mlp_mnist1d(depth=depth, width=width, epochs=epochs)
-    print(f"Training a depth-{depth}, width-{width} MLP on MNIST-1D for {epochs} epochs, "
-          f"under {len(specs)} activation/init pairs.", file=sys.stderr)
+    print(
+        f"Training a depth-{depth}, width-{width} MLP on MNIST-1D for {epochs} epochs, "
+        f"under {len(specs)} activation/init pairs.",
+        file=sys.stderr,
+    )
     results = []
     for spec in specs:
         print(f"  {spec.name} ...", file=sys.stderr, flush=True)
@@ -117,8 +123,10 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as err:  # noqa: BLE001 - the CLI's last line of defence: no traceback
         if os.environ.get("DEPTHLAB_DEBUG"):
             traceback.print_exc()
-        fail(f"internal error: {type(err).__name__}: {err} "
-             "(set DEPTHLAB_DEBUG=1 for the traceback)", EXIT_INTERNAL)
+        fail(
+            f"internal error: {type(err).__name__}: {err} (set DEPTHLAB_DEBUG=1 for the traceback)",
+            EXIT_INTERNAL,
+        )
 
 
 if __name__ == "__main__":

@@ -55,13 +55,16 @@ def plot_history(result: TrainResult, path: Path) -> Path:
 
     epochs = [row["epoch"] for row in result.history]
     has_acc = any("train_accuracy" in row for row in result.history)
-    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(10 if has_acc else 5, 3.6),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, 2 if has_acc else 1, figsize=(10 if has_acc else 5, 3.6), squeeze=False
+    )
     for ax, metric in zip(axes[0], ("loss", "accuracy"), strict=False):
         for part in ("train", "val", "test"):
-            pts = [(e, row[f"{part}_{metric}"]) for e, row in zip(epochs, result.history,
-                                                                   strict=True)
-                   if f"{part}_{metric}" in row]
+            pts = [
+                (e, row[f"{part}_{metric}"])
+                for e, row in zip(epochs, result.history, strict=True)
+                if f"{part}_{metric}" in row
+            ]
             if pts:
                 ax.plot(*zip(*pts, strict=True), marker=".", label=part)
         ax.set_xlabel("epoch")

@@ -14,19 +14,41 @@ from depthlab.train import RunState, TrainResult
 def print_results(results: list[TrainResult]) -> None:
     """One row per run: state, final losses and accuracies, time."""
     table = Table(title="depthlab runs")
-    for col in ("run", "state", "train loss", "train acc", "val acc", "test loss", "test acc",
-                "steps", "time"):
-        table.add_column(col, justify="left" if col in ("run", "state") else "right",
-                         no_wrap=True)
+    for col in (
+        "run",
+        "state",
+        "train loss",
+        "train acc",
+        "val acc",
+        "test loss",
+        "test acc",
+        "steps",
+        "time",
+    ):
+        table.add_column(col, justify="left" if col in ("run", "state") else "right", no_wrap=True)
     for r in results:
         m = r.metrics
         name = r.spec.name if r.spec is not None and r.spec.name else "run"
-        state = r.state.value if r.state is RunState.COMPLETE else (
-            f"[red]{r.state.value}[/red] (step {r.diverged_step})"
-            if r.state is RunState.DIVERGED else f"[red]{r.state.value}[/red]")
-        table.add_row(name, state, _num(m.get("train_loss")), _pct(m.get("train_accuracy")),
-                      _pct(m.get("val_accuracy")), _num(m.get("test_loss")),
-                      _pct(m.get("test_accuracy")), str(r.steps), f"{r.seconds:.1f}s")
+        state = (
+            r.state.value
+            if r.state is RunState.COMPLETE
+            else (
+                f"[red]{r.state.value}[/red] (step {r.diverged_step})"
+                if r.state is RunState.DIVERGED
+                else f"[red]{r.state.value}[/red]"
+            )
+        )
+        table.add_row(
+            name,
+            state,
+            _num(m.get("train_loss")),
+            _pct(m.get("train_accuracy")),
+            _pct(m.get("val_accuracy")),
+            _num(m.get("test_loss")),
+            _pct(m.get("test_accuracy")),
+            str(r.steps),
+            f"{r.seconds:.1f}s",
+        )
     _console().print(table)
 
 
@@ -34,11 +56,15 @@ def print_registry(kind: str | None) -> None:
     from depthlab.presets import PRESETS
 
     registries = {
-        "archs": reg.ARCHS, "datasets": reg.DATASETS, "activations": reg.ACTIVATIONS,
-        "inits": reg.INITS, "norms": reg.NORMS, "techniques": reg.TECHNIQUES,
+        "archs": reg.ARCHS,
+        "datasets": reg.DATASETS,
+        "activations": reg.ACTIVATIONS,
+        "inits": reg.INITS,
+        "norms": reg.NORMS,
+        "techniques": reg.TECHNIQUES,
     }
     console = _console()
-    for name in ([kind] if kind else [*registries, "presets"]):
+    for name in [kind] if kind else [*registries, "presets"]:
         table = Table(title=name, show_header=False, title_justify="left")
         table.add_column("name", style="bold")
         table.add_column("description")

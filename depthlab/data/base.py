@@ -145,10 +145,14 @@ def load_data(spec: DataSpec) -> Dataset:
             raise DataError(f"{source}: classification needs at least 2 classes in y")
     tensors = {k: (_x_tensor(x), _y_tensor(y, task)) for k, (x, y) in parts.items()}
     return Dataset(
-        name=spec.name, task=task,
-        x_train=tensors["train"][0], y_train=tensors["train"][1],
-        x_val=tensors["val"][0], y_val=tensors["val"][1],
-        x_test=tensors["test"][0], y_test=tensors["test"][1],
+        name=spec.name,
+        task=task,
+        x_train=tensors["train"][0],
+        y_train=tensors["train"][1],
+        x_val=tensors["val"][0],
+        y_val=tensors["val"][1],
+        x_test=tensors["test"][0],
+        y_test=tensors["test"][1],
         n_classes=n_classes,
     )
 

@@ -31,9 +31,8 @@ def read_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         with np.load(p, allow_pickle=False) as z:
             missing = [k for k in ("x", "y") if k not in z.files]
             if missing:
-                raise DataError(
-                    f"{p}: no array {missing[0]!r}; the file holds: {', '.join(z.files) or 'nothing'}"
-                )
+                held = ", ".join(z.files) or "nothing"
+                raise DataError(f"{p}: no array {missing[0]!r}; the file holds: {held}")
             return np.asarray(z["x"]), np.asarray(z["y"])
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise DataError(f"{p}: not a readable .npz file ({exc})") from None

@@ -38,8 +38,13 @@ def _mnist1d(n_samples: int, shuffle_seq: bool) -> tuple[np.ndarray, ...]:
 def _mnist1d_loader(shuffle_seq: bool):  # type: ignore[no-untyped-def]
     def load(spec: DataSpec) -> RawData:
         x, y, x_test, y_test = _mnist1d(spec.n_samples or 5000, shuffle_seq)
-        return RawData(x.astype(np.float64), y.astype(np.int64), x_test.astype(np.float64),
-                       y_test.astype(np.int64), source="mnist1d")
+        return RawData(
+            x.astype(np.float64),
+            y.astype(np.int64),
+            x_test.astype(np.float64),
+            y_test.astype(np.int64),
+            source="mnist1d",
+        )
 
     return load
 

@@ -35,14 +35,20 @@ class ActivationDef:
     torch_gain_name: str | None = None
 
 
-def _register(name: str, fn: Elementwise, module: Callable[[], nn.Module], doc: str,
-              gain: str | None = None) -> None:
+def _register(
+    name: str, fn: Elementwise, module: Callable[[], nn.Module], doc: str, gain: str | None = None
+) -> None:
     reg.ACTIVATIONS.register(name, ActivationDef(name, fn, module, gain), doc)
 
 
 _register("relu", F.relu, nn.ReLU, "max(0, x)", "relu")
-_register("leaky_relu", lambda x: F.leaky_relu(x, 0.01), lambda: nn.LeakyReLU(0.01),
-          "max(0.01 x, x)", "leaky_relu")
+_register(
+    "leaky_relu",
+    lambda x: F.leaky_relu(x, 0.01),
+    lambda: nn.LeakyReLU(0.01),
+    "max(0.01 x, x)",
+    "leaky_relu",
+)
 _register("tanh", torch.tanh, nn.Tanh, "tanh(x)", "tanh")
 _register("sigmoid", torch.sigmoid, nn.Sigmoid, "1 / (1 + exp(-x))", "sigmoid")
 _register("selu", F.selu, nn.SELU, "λ·(x if x > 0 else α(eˣ − 1)), self-normalizing", "selu")
@@ -72,12 +78,11 @@ def resolve_activation(act: str | Callable[..., Any], field: str = "act") -> Act
     """A registered name, an importable ``module:attr``, an ``nn.Module`` class or a function."""
     if isinstance(act, str) and ":" not in act:
         return reg.ACTIVATIONS.get(act, field=field)
-    obj = import_callable(act, field) if isinstance(act, str) else act
+    obj: Any = import_callable(act, field) if isinstance(act, str) else act
     label = act if isinstance(act, str) else getattr(obj, "__name__", repr(obj))
     if isinstance(obj, type) and issubclass(obj, nn.Module):
-        inst = obj()
-        return ActivationDef(label, inst, obj)
-    fn = obj
+        return ActivationDef(label, obj(), obj)
+    fn: Elementwise = obj
     return ActivationDef(label, fn, lambda: Lambda(fn, label))
 
 

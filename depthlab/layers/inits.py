@@ -36,8 +36,13 @@ def fans(weight: torch.Tensor) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def gaussian_(weight: torch.Tensor, bias: torch.Tensor | None, sigma_w2: float, sigma_b: float,
-              generator: torch.Generator) -> None:
+def gaussian_(
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    sigma_w2: float,
+    sigma_b: float,
+    generator: torch.Generator,
+) -> None:
     """W ~ N(0, σ_w²/fan_in), b ~ N(0, σ_b²) (zero when σ_b = 0)."""
     fan_in, _ = fans(weight)
     weight.normal_(0.0, math.sqrt(sigma_w2 / fan_in), generator=generator)
@@ -90,8 +95,11 @@ def _critical_for(act: ActivationDef, sigma_b2: float) -> float:
     try:
         return critical_sigma_w2(act.fn, sigma_b2=sigma_b2)
     except SpecError as err:
-        raise SpecError("init", f"critical init for activation {act.name!r} and "
-                        f"sigma_b={sigma_b2 ** 0.5:g}: {err.detail}") from None
+        raise SpecError(
+            "init",
+            f"critical init for activation {act.name!r} and "
+            f"sigma_b={sigma_b2**0.5:g}: {err.detail}",
+        ) from None
 
 
 def critical_sigma_w2_for(act: ActivationDef, sigma_b: float) -> float:
@@ -109,7 +117,8 @@ reg.INITS.register("xavier", _xavier, "W ~ N(0, 2/(fan_in + fan_out)) (Glorot & 
 reg.INITS.register("orthogonal", _orthogonal, "orthogonal W times the activation's gain")
 reg.INITS.register("zero", _zero, "all weights and biases 0")
 reg.INITS.register(
-    "critical", _critical,
+    "critical",
+    _critical,
     "σ_w² with χ₁ = 1 at the given σ_b, by mean-field quadrature (Poole 2016; Schoenholz 2017)",
 )
 

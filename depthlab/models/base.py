@@ -59,13 +59,15 @@ class Parts:
         return self.spec.norm != "none"
 
     def residual(self, branch: nn.Module, post: nn.Module | None = None) -> Residual:
-        scale = ResidualScale(self.spec.residual, alpha=self.spec.residual_alpha,
-                              depth=self.spec.depth)
+        scale = ResidualScale(
+            self.spec.residual, alpha=self.spec.residual_alpha, depth=self.spec.depth
+        )
         return Residual(branch, scale, post)
 
 
-def build_model(spec: ArchSpec, *, in_shape: tuple[int, ...], out_dim: int,
-                seed: int = 0) -> nn.Module:
+def build_model(
+    spec: ArchSpec, *, in_shape: tuple[int, ...], out_dim: int, seed: int = 0
+) -> nn.Module:
     """Build and initialise the network ``spec`` describes for inputs of ``in_shape``.
 
     ``in_shape`` excludes the batch dimension; ``out_dim`` is the number of outputs (classes

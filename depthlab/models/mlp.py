@@ -27,8 +27,9 @@ def mlp(spec: ArchSpec, parts: Parts, in_shape: tuple[int, ...], out_dim: int) -
             block.append(parts.act())
             block.append(parts.norm(width))
         block.append(parts.dropout())
-        layers.append(parts.residual(block) if spec.residual != "none" and width == fan_in
-                      else block)
+        layers.append(
+            parts.residual(block) if spec.residual != "none" and width == fan_in else block
+        )
         fan_in = width
     layers.append(nn.Linear(fan_in, out_dim, bias=spec.bias))
     return nn.Sequential(*layers)

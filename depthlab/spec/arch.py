@@ -91,4 +91,3 @@ def per_layer(field: str, value: int | tuple[int, ...], depth: int) -> tuple[int
     if len(value) != depth:
         raise SpecError(field, f"has {len(value)} entries for {depth} layers; give 1 or {depth}")
     return value
-

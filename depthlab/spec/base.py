@@ -73,9 +73,7 @@ class Spec:
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = [k for k in data if k not in names]
         if unknown:
-            raise SpecError(
-                str(unknown[0]), f"unknown key; valid keys: {', '.join(sorted(names))}"
-            )
+            raise SpecError(str(unknown[0]), f"unknown key; valid keys: {', '.join(sorted(names))}")
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
             hint = _hints(cls)[key]
@@ -137,8 +135,13 @@ def check_choice(field: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 def check_range(
-    field: str, value: float, lo: float | None = None, hi: float | None = None, *,
-    lo_open: bool = False, hi_open: bool = False,
+    field: str,
+    value: float,
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
 ) -> None:
     """``lo <= value <= hi`` (open ends where asked), or a ``SpecError`` stating the range."""
     bad = (lo is not None and (value <= lo if lo_open else value < lo)) or (
@@ -205,9 +208,12 @@ def _type_name(hint: Any) -> str:
     if hint is type(None):
         return "null"
     if isinstance(hint, type):
-        return {"int": "an integer", "float": "a number", "bool": "true/false", "str": "a string"}.get(
-            hint.__name__, hint.__name__
-        )
+        return {
+            "int": "an integer",
+            "float": "a number",
+            "bool": "true/false",
+            "str": "a string",
+        }.get(hint.__name__, hint.__name__)
     origin = typing.get_origin(hint)
     if origin is tuple:
         return f"a list of {_type_name(typing.get_args(hint)[0])}"

@@ -56,12 +56,8 @@ class DataSpec(Spec):
         if self.n_classes < 2:
             raise SpecError("n_classes", f"{self.n_classes!r} is not valid; expected >= 2")
         if self.teacher_depth < 0:
-            raise SpecError(
-                "teacher_depth", f"{self.teacher_depth!r} is not valid; expected >= 0"
-            )
+            raise SpecError("teacher_depth", f"{self.teacher_depth!r} is not valid; expected >= 0")
         if self.teacher_width < 1:
-            raise SpecError(
-                "teacher_width", f"{self.teacher_width!r} is not valid; expected >= 1"
-            )
+            raise SpecError("teacher_width", f"{self.teacher_width!r} is not valid; expected >= 1")
         reg.ACTIVATIONS.get(self.teacher_act, field="teacher_act")
         check_range("noise", self.noise, 0.0)

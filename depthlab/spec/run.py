@@ -14,9 +14,9 @@ from depthlab.spec.train import TrainSpec
 class RunSpec(Spec):
     """A run file::
 
-        arch:  {family: mlp, depth: 8, width: 128, act: relu, init: he, norm: none}
-        data:  {name: digits, seed: 0}
-        train: {optimizer: adam, lr: 0.001, epochs: 20, batch_size: 64, seed: 0}
+    arch:  {family: mlp, depth: 8, width: 128, act: relu, init: he, norm: none}
+    data:  {name: digits, seed: 0}
+    train: {optimizer: adam, lr: 0.001, epochs: 20, batch_size: 64, seed: 0}
     """
 
     arch: ArchSpec = dataclasses.field(default_factory=ArchSpec)

@@ -50,7 +50,8 @@ class TrainSpec(Spec):
             raise SpecError("epochs", f"{self.epochs!r} is not valid; expected an integer >= 1")
         if self.batch_size < 0:
             raise SpecError(
-                "batch_size", f"{self.batch_size!r} is not valid; expected >= 1, or 0 for full batch"
+                "batch_size",
+                f"{self.batch_size!r} is not valid; expected >= 1, or 0 for full batch",
             )
         check_choice("schedule", self.schedule, SCHEDULES)
         check_range("warmup_epochs", self.warmup_epochs, 0.0)
@@ -61,12 +62,15 @@ class TrainSpec(Spec):
         check_choice("loss", self.loss, LOSSES)
         if self.eval_every < 0:
             raise SpecError(
-                "eval_every", f"{self.eval_every!r} is not valid; expected >= 0 (0: only at the end)"
+                "eval_every",
+                f"{self.eval_every!r} is not valid; expected >= 0 (0: only at the end)",
             )
         for i, tech in enumerate(self.techniques):
             field = f"techniques[{i}]"
             if "name" not in tech:
-                raise SpecError(field, f"{tech!r} has no 'name'; choices: {', '.join(reg.TECHNIQUES.names())}")
+                raise SpecError(
+                    field, f"{tech!r} has no 'name'; choices: {', '.join(reg.TECHNIQUES.names())}"
+                )
             cls = reg.TECHNIQUES.get(tech["name"], field=f"{field}.name")
             params = {k: v for k, v in tech.items() if k != "name"}
             try:

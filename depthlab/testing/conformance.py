@@ -40,14 +40,16 @@ def check_module(model: nn.Module, x: torch.Tensor, out_dim: int) -> torch.Tenso
     return out.detach()
 
 
-def check_arch(spec: ArchSpec, *, in_shape: tuple[int, ...], out_dim: int, batch: int = 8,
-               seed: int = 0) -> nn.Module:
+def check_arch(
+    spec: ArchSpec, *, in_shape: tuple[int, ...], out_dim: int, batch: int = 8, seed: int = 0
+) -> nn.Module:
     """Build ``spec`` and run every conformance check on it; returns the built model."""
     x = torch.randn((batch, *in_shape), generator=torch.Generator().manual_seed(seed + 100))
     model = build_model(spec, in_shape=in_shape, out_dim=out_dim, seed=seed)
     twin = build_model(spec, in_shape=in_shape, out_dim=out_dim, seed=seed)
-    for (name, a), (_, b) in zip(model.state_dict().items(), twin.state_dict().items(),
-                                 strict=True):
+    for (name, a), (_, b) in zip(
+        model.state_dict().items(), twin.state_dict().items(), strict=True
+    ):
         if not torch.equal(a, b):
             raise ConformanceError(f"same seed, different {name}")
     check_module(model, x, out_dim)
@@ -62,8 +64,10 @@ def check_arch(spec: ArchSpec, *, in_shape: tuple[int, ...], out_dim: int, batch
     other = build_model(spec, in_shape=in_shape, out_dim=out_dim, seed=seed + 1)
     weights = [(n, p) for n, p in model.named_parameters() if p.dim() > 1]
     seeded_init = isinstance(spec.init, str) and spec.init != "zero"  # a user's may be fixed
-    if seeded_init and weights and all(
-        torch.equal(p, dict(other.named_parameters())[n]) for n, p in weights
+    if (
+        seeded_init
+        and weights
+        and all(torch.equal(p, dict(other.named_parameters())[n]) for n, p in weights)
     ):
         raise ConformanceError("a different seed gave the same weights")
     return model

@@ -30,8 +30,11 @@ def loss_name(spec: TrainSpec, data: Dataset) -> str:
     """``auto`` is cross-entropy for classification and MSE for regression."""
     if spec.loss != "auto":
         if spec.loss == "cross_entropy" and data.task != "classification":
-            raise SpecError("train.loss", "cross_entropy needs integer class labels; "
-                            f"dataset {data.name!r} is a regression task (use mse or auto)")
+            raise SpecError(
+                "train.loss",
+                "cross_entropy needs integer class labels; "
+                f"dataset {data.name!r} is a regression task (use mse or auto)",
+            )
         return spec.loss
     return "cross_entropy" if data.task == "classification" else "mse"
 
@@ -46,8 +49,9 @@ def loss_fn(name: str, n_classes: int):  # type: ignore[no-untyped-def]
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss, classify: bool
-             ) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss, classify: bool
+) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """Mean loss (and accuracy) over a whole split, in eval mode; restores the model's mode."""
     if len(y) == 0:
         return {}
@@ -142,9 +146,12 @@ def fit(
                 diverged_at = state.step
             if diverged_at is not None:
                 break
-            row = {"epoch": float(epoch + 1), "step": float(state.step),
-                   "lr": float(optimizer.param_groups[0]["lr"]),
-                   "train_loss": sum_loss / n}
+            row = {
+                "epoch": float(epoch + 1),
+                "step": float(state.step),
+                "lr": float(optimizer.param_groups[0]["lr"]),
+                "train_loss": sum_loss / n,
+            }
             if classify:
                 row["train_accuracy"] = int(torch.stack(correct).sum()) / n
             last = epoch + 1 == spec.epochs
@@ -165,20 +172,30 @@ def fit(
         if not all(math.isfinite(v) for v in metrics.values()):
             diverged_at = state.step
     run_state = RunState.COMPLETE if diverged_at is None else RunState.DIVERGED
-    error = "" if diverged_at is None else f"loss or parameters became NaN/inf at step {diverged_at}"
+    error = (
+        "" if diverged_at is None else f"loss or parameters became NaN/inf at step {diverged_at}"
+    )
     return TrainResult(
-        state=run_state, metrics=metrics, history=tuple(history), steps=state.step,
-        seconds=time.perf_counter() - start, spec=run_spec, diverged_step=diverged_at,
-        error=error, model=model,
+        state=run_state,
+        metrics=metrics,
+        history=tuple(history),
+        steps=state.step,
+        seconds=time.perf_counter() - start,
+        spec=run_spec,
+        diverged_step=diverged_at,
+        error=error,
+        model=model,
     )
 
 
-def run(spec: RunSpec, *, callbacks: Sequence[Callback] = (), progress: bool | None = None
-        ) -> TrainResult:
+def run(
+    spec: RunSpec, *, callbacks: Sequence[Callback] = (), progress: bool | None = None
+) -> TrainResult:
     """Load the data, build the model and train it: the whole run a spec describes."""
     data = load_data(spec.data)
-    model = build_model(spec.arch, in_shape=data.in_shape, out_dim=data.out_dim,
-                        seed=spec.train.seed)
+    model = build_model(
+        spec.arch, in_shape=data.in_shape, out_dim=data.out_dim, seed=spec.train.seed
+    )
     return fit(model, data, spec.train, callbacks=callbacks, progress=progress, run_spec=spec)
 
 
@@ -201,8 +218,13 @@ def _progress(show: bool, epochs: int):  # type: ignore[no-untyped-def]
         return
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    columns = (TextColumn("[bold]train"), BarColumn(), TextColumn("epoch {task.completed}/{task.total}"),
-               TextColumn("{task.fields[info]}"), TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold]train"),
+        BarColumn(),
+        TextColumn("epoch {task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, transient=True) as bar:
         task = bar.add_task("train", total=epochs, info="")
 

@@ -16,8 +16,9 @@ def make_optimizer(spec: TrainSpec, params: Iterable[torch.nn.Parameter]) -> tor
     if spec.optimizer == "sgd":
         return torch.optim.SGD(params, lr=spec.lr, weight_decay=spec.weight_decay)
     if spec.optimizer == "momentum":
-        return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum,
-                               weight_decay=spec.weight_decay)
+        return torch.optim.SGD(
+            params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay
+        )
     if spec.optimizer == "adam":
         return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
     return torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)

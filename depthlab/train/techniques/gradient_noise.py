@@ -48,5 +48,7 @@ class GradientNoise(Technique):
             return
         for p in state.model.parameters():
             if p.grad is not None:
-                p.grad.add_(torch.randn(p.grad.shape, generator=state.generator,
-                                        dtype=p.grad.dtype), alpha=std)
+                p.grad.add_(
+                    torch.randn(p.grad.shape, generator=state.generator, dtype=p.grad.dtype),
+                    alpha=std,
+                )
