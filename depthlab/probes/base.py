@@ -1,0 +1,117 @@
+"""The probe interface: a measurement of any ``nn.Module`` that leaves it exactly as it was.
+
+A probe is a ``Probe`` subclass with a nested ``Params`` spec, registered with
+``@register_probe(name)``. ``probe.run(model, batch)`` returns a JSON-safe ``dict``. Probes reach
+into models only through forward hooks and ``torch.func``; ``run`` is wrapped so that the model's
+train/eval mode (of every submodule), its parameters, buffers and ``requires_grad`` flags are
+restored bit for bit afterwards, whatever happens inside.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from depthlab import _registry as reg
+from depthlab.exceptions import ProbeError
+from depthlab.spec import Spec
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ProbeBatch:
+    """The data a probe measures on: inputs ``x``, targets ``y`` and the mean loss.
+
+    ``task`` is ``classification`` (integer ``y``, cross-entropy by default) or ``regression``.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    loss_fn: LossFn
+    task: str = "classification"
+
+    @classmethod
+    def from_tensors(cls, x: torch.Tensor, y: torch.Tensor, loss: str = "auto") -> ProbeBatch:
+        """Integer ``y``: classification with mean cross-entropy; real ``y``: MSE."""
+        if len(x) != len(y):
+            raise ProbeError(f"x has {len(x)} samples but y has {len(y)}")
+        integral = not torch.is_floating_point(y)
+        task = "classification" if integral else "regression"
+        name = loss if loss != "auto" else ("cross_entropy" if integral else "mse")
+        if name == "cross_entropy":
+            if not integral:
+                raise ProbeError("loss cross_entropy needs integer class labels in y")
+            return cls(x, y, F.cross_entropy, task)
+        if name == "mse":
+            if integral:
+
+                def mse_onehot(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+                    return F.mse_loss(out, F.one_hot(target, out.shape[-1]).to(out.dtype))
+
+                return cls(x, y, mse_onehot, task)
+            return cls(x, y, lambda out, t: F.mse_loss(out, t.reshape(out.shape)), task)
+        raise ProbeError(f"unknown loss {loss!r}; choices: auto, cross_entropy, mse")
+
+    def head(self, n: int) -> ProbeBatch:
+        """The first ``n`` samples (all if fewer)."""
+        return dataclasses.replace(self, x=self.x[:n], y=self.y[:n])
+
+
+class Probe(abc.ABC):
+    """A measurement. Subclasses set ``name``, ``Params`` and implement ``measure``."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[Spec]]
+
+    def __init__(self, params: Spec | None = None) -> None:
+        self.params: Any = params if params is not None else self.Params()
+
+    @abc.abstractmethod
+    def measure(self, model: nn.Module, batch: ProbeBatch, *, seed: int) -> dict[str, Any]:
+        """The probe's numbers; may change the model's mode and gradients (``run`` restores)."""
+
+    def run(self, model: nn.Module, batch: ProbeBatch, *, seed: int = 0) -> dict[str, Any]:
+        """``measure`` with the model's state restored afterwards, bit for bit."""
+        with preserved(model), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.measure(model, batch, seed=seed)
+
+
+def register_probe(name: str) -> Callable[[type[Probe]], type[Probe]]:
+    """Register a ``Probe`` subclass under ``name``."""
+
+    def wrap(cls: type[Probe]) -> type[Probe]:
+        cls.name = name
+        return reg.PROBES.register(name, cls)
+
+    return wrap
+
+
+@contextlib.contextmanager
+def preserved(model: nn.Module) -> Iterator[None]:
+    """Restore every submodule's mode, every parameter and buffer, ``requires_grad`` and
+    ``.grad`` on exit."""
+    modes = [(m, m.training) for m in model.modules()]
+    tensors = {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()}
+    flags = [(p, p.requires_grad, None if p.grad is None else p.grad.detach().clone())
+             for p in model.parameters()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            current = model.state_dict(keep_vars=True)
+            for k, v in tensors.items():
+                if not torch.equal(current[k], v) or current[k].dtype != v.dtype:
+                    current[k].copy_(v)
+        for p, requires_grad, grad in flags:
+            p.requires_grad_(requires_grad)
+            p.grad = grad
+        for m, training in modes:
+            m.training = training
