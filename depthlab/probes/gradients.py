@@ -1,0 +1,114 @@
+"""Gradient flow: per-layer gradient norms of the mean loss, at the current weights and,
+optionally, over the first training steps.
+
+For each linear/conv layer: ‖∂L/∂W‖_F, ‖W‖_F and their ratio (how far one SGD step at unit
+learning rate would move the layer, relative to its size). Mean field predicts
+E‖∂L/∂h^l‖² ∝ χ₁^{L−l}: gradients vanish towards the input for χ₁ < 1 and explode for χ₁ > 1.
+``first_to_last`` is the first layer's weight-gradient norm over the last layer's;
+``delta_first_to_last`` the same for the pre-activation gradients ‖∂L/∂h^l‖, the quantity whose
+decay χ₁^{L−1} mean field predicts (weight gradients δ^l a^{l−1}ᵀ can stay balanced across layers
+while both factors shrink, so both are reported).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from depthlab.exceptions import ProbeError, SpecError
+from depthlab.probes.base import Probe, ProbeBatch, register_probe
+from depthlab.probes.layers import weight_layers
+from depthlab.spec import Spec
+
+
+@dataclasses.dataclass(frozen=True)
+class GradientsParams(Spec):
+    batch_size: int = 256
+    train_steps: int = 0
+    lr: float = 1e-3
+
+    def _check(self) -> None:
+        if self.batch_size < 1:
+            raise SpecError("batch_size", f"{self.batch_size!r} is not valid; expected >= 1")
+        if self.train_steps < 0:
+            raise SpecError("train_steps", f"{self.train_steps!r} is not valid; expected >= 0")
+        if self.lr <= 0:
+            raise SpecError("lr", f"{self.lr!r} is not valid; expected > 0")
+
+
+def layer_gradients(model: nn.Module, batch: ProbeBatch) -> list[dict[str, Any]]:
+    """One backward pass of the mean loss; per-layer weight gradient and weight norms."""
+    layers = weight_layers(model)
+    if not layers:
+        raise ProbeError("gradients found no nn.Linear / nn.Conv layer in the model")
+    model.zero_grad(set_to_none=True)
+    delta: dict[str, float] = {}
+    handles = []
+    for name, module in layers:
+        # ∂L/∂h^l at the layer's output (the pre-activation gradient of mean-field theory).
+        def hook(mod: nn.Module, args: tuple, out: torch.Tensor, name: str = name) -> None:
+            if out.requires_grad:
+                out.register_hook(lambda g, name=name: delta.__setitem__(
+                    name, g.detach().double().pow(2).sum().sqrt().item()))
+
+        handles.append(module.register_forward_hook(hook))
+    try:
+        loss = batch.loss_fn(model(batch.x), batch.y)
+    finally:
+        for h in handles:
+            h.remove()
+    if not torch.isfinite(loss):
+        raise ProbeError(f"the loss is {loss.item()} at these weights; gradients are undefined")
+    loss.backward()
+    rows = []
+    for name, module in layers:
+        w = module.weight
+        g = torch.zeros_like(w) if w.grad is None else w.grad
+        g_norm, w_norm = g.double().norm().item(), w.detach().double().norm().item()
+        rows.append({"name": name, "grad_norm": g_norm, "weight_norm": w_norm,
+                     "ratio": g_norm / w_norm if w_norm > 0 else math.inf,
+                     "delta_norm": delta.get(name, 0.0)})
+    return rows
+
+
+@register_probe("gradients")
+class GradientsProbe(Probe):
+    """Per-layer gradient norms and gradient-to-weight ratios."""
+
+    Params = GradientsParams
+
+    def measure(self, model: nn.Module, batch: ProbeBatch, *, seed: int) -> dict[str, Any]:
+        batch = batch.head(self.params.batch_size)
+        model.train()
+        layers = layer_gradients(model, batch)
+        first, last = layers[0]["grad_norm"], layers[-1]["grad_norm"]
+        d_first, d_last = layers[0]["delta_norm"], layers[-1]["delta_norm"]
+        with torch.no_grad():
+            loss = float(batch.loss_fn(model(batch.x), batch.y))
+        out: dict[str, Any] = {
+            "layers": layers,
+            "first_to_last": first / last if last > 0 else math.inf,
+            "delta_first_to_last": d_first / d_last if d_last > 0 else math.inf,
+            "max_ratio": max(r["ratio"] for r in layers),
+            "loss": loss,
+            "n_samples": len(batch.x),
+        }
+        if self.params.train_steps:
+            out["steps"] = self._steps(model, batch)
+        return out
+
+    def _steps(self, model: nn.Module, batch: ProbeBatch) -> list[dict[str, Any]]:
+        """Adam on a copy (never the user's model) for ``train_steps`` steps on the batch."""
+        twin = copy.deepcopy(model)
+        opt = torch.optim.Adam(twin.parameters(), lr=self.params.lr)
+        history = []
+        for step in range(self.params.train_steps):
+            layers = layer_gradients(twin, batch)
+            history.append({"step": step, "grad_norms": [r["grad_norm"] for r in layers]})
+            opt.step()
+        return history

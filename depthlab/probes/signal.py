@@ -1,0 +1,129 @@
+"""Signal propagation at the network's current weights (Poole et al. 2016; Schoenholz 2017).
+
+For every linear/conv layer l, over the batch: the pre-activation mean, variance and second
+moment q^l = E[h²] (mean field's length), the fraction of dead units of the activation that
+follows (no variation over the batch: a dead ReLU, a fully saturated tanh) and of saturated
+entries (|φ'(h)| < 5 % of φ'(0), for activations that saturate on both sides), and the mean
+correlation c^l = h_a·h_b / (‖h_a‖‖h_b‖) between the representations of input pairs. In the
+ordered phase c^l → 1 (inputs become indistinguishable); in the chaotic phase c^l → c* < 1.
+Measured in train mode, the forward pass training sees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from depthlab.exceptions import ProbeError, SpecError
+from depthlab.probes.base import Probe, ProbeBatch, register_probe
+from depthlab.probes.layers import ELEMENTWISE, WEIGHT_LAYERS, per_sample
+from depthlab.spec import Spec
+
+
+@dataclasses.dataclass(frozen=True)
+class SignalParams(Spec):
+    pairs: int = 64
+    samples: int = 512
+
+    def _check(self) -> None:
+        if self.pairs < 1:
+            raise SpecError("pairs", f"{self.pairs!r} is not valid; expected >= 1")
+        if self.samples < 2:
+            raise SpecError("samples", f"{self.samples!r} is not valid; expected >= 2")
+
+
+@register_probe("signal")
+class SignalProbe(Probe):
+    """Per-layer activation statistics and input-pair correlations."""
+
+    Params = SignalParams
+
+    @torch.no_grad()
+    def measure(self, model: nn.Module, batch: ProbeBatch, *, seed: int) -> dict[str, Any]:
+        x = batch.x[: self.params.samples]
+        if len(x) < 2:
+            raise ProbeError("signal needs at least 2 input samples")
+        model.train()  # the forward pass training sees (batch statistics, dropout)
+        events = _trace(model, x)
+        if not any(kind == "layer" for kind, *_ in events):
+            raise ProbeError("signal found no nn.Linear / nn.Conv layer in the model")
+        n_pairs = min(self.params.pairs, len(x) // 2)
+        layers: list[dict[str, Any]] = []
+        for kind, name, module, inp, out in events:
+            if kind == "layer":
+                h = per_sample(out).double()
+                layers.append({
+                    "name": name,
+                    "type": type(module).__name__,
+                    "mean": h.mean().item(),
+                    "var": h.var().item(),
+                    "second_moment": h.pow(2).mean().item(),
+                    "correlation": _pair_correlation(h, n_pairs),
+                    "dead_fraction": None,
+                    "saturated_fraction": None,
+                })
+            elif layers and layers[-1]["dead_fraction"] is None:
+                a = per_sample(out).double()
+                span = a.max(0).values - a.min(0).values
+                scale = 1.0 + a.abs().mean(0)
+                layers[-1]["dead_fraction"] = (span <= 1e-8 * scale).double().mean().item()
+                layers[-1]["saturated_fraction"] = _saturated(module, per_sample(inp))
+        first, last = layers[0]["second_moment"], layers[-1]["second_moment"]
+        ratio = last / first if first > 0 else math.inf
+        return {
+            "layers": layers,
+            "input_correlation": _pair_correlation(per_sample(x).double(), n_pairs),
+            "second_moment_ratio": ratio,
+            "log10_second_moment_ratio": math.log10(ratio) if 0 < ratio < math.inf else None,
+            "final_correlation": layers[-1]["correlation"],
+            "n_samples": len(x),
+        }
+
+
+def _trace(model: nn.Module, x: torch.Tensor) -> list[tuple[str, str, nn.Module, Any, Any]]:
+    """Layer and activation outputs in the order they ran."""
+    events: list[tuple[str, str, nn.Module, Any, Any]] = []
+    handles = []
+    for name, module in model.named_modules():
+        kind = ("layer" if isinstance(module, WEIGHT_LAYERS)
+                else "act" if isinstance(module, ELEMENTWISE) else None)
+        if kind is None:
+            continue
+
+        def hook(mod: nn.Module, args: tuple, out: Any, kind: str = kind, name: str = name
+                 ) -> None:
+            events.append((kind, name or "model", mod, args[0].detach(), out.detach()))
+
+        handles.append(module.register_forward_hook(hook))
+    try:
+        model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return events
+
+
+def _pair_correlation(h: torch.Tensor, n_pairs: int) -> float:
+    a, b = h[0 : 2 * n_pairs : 2], h[1 : 2 * n_pairs : 2]
+    norms = a.norm(dim=1) * b.norm(dim=1)
+    ok = norms > 0
+    if not ok.any():
+        return 1.0  # every representation is 0: nothing distinguishes the inputs
+    return ((a * b).sum(1)[ok] / norms[ok]).mean().item()
+
+
+def _saturated(module: nn.Module, h: torch.Tensor) -> float:
+    """Fraction of entries where |φ'(h)| < 5 % of |φ'(0)|, for two-sided saturating φ."""
+    probe = torch.tensor([-12.0, 0.0, 12.0], dtype=torch.float64, requires_grad=True)
+    with torch.enable_grad():
+        (d,) = torch.autograd.grad(module(probe).sum(), probe)
+    if not (abs(d[0]) < 0.01 * abs(d[1]) and abs(d[2]) < 0.01 * abs(d[1])):
+        return 0.0
+    with torch.enable_grad():
+        hh = h.detach().double().requires_grad_(True)
+        (dh,) = torch.autograd.grad(module(hh).sum(), hh)
+    return (dh.abs() < 0.05 * abs(d[1])).double().mean().item()
