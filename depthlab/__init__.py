@@ -4,7 +4,7 @@ Build networks of any depth, width and shape from a spec, train them with the te
 make deep networks trainable, and measure them with principled probes.
 """
 
-from depthlab import data, layers, models, train  # noqa: F401  (fills the registries)
+from depthlab import data, layers, models, probes, train  # noqa: F401  (fills the registries)
 from depthlab.data import Dataset, load_data, register_dataset
 from depthlab.exceptions import (
     DataError,

@@ -30,7 +30,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-KINDS = ("archs", "datasets", "activations", "inits", "norms", "techniques", "presets")
+KINDS = ("archs", "datasets", "activations", "inits", "norms", "techniques", "probes", "presets")
 
 
 THREADS_HELP = (
@@ -122,6 +122,109 @@ def demo(
         if out is not None:
             write_run_dir(out / spec.name, result)
     print_results(results)
+
+
+@app.command()
+def diagnose(
+    preset: Annotated[
+        str | None, typer.Option(help="A preset family of networks (depthlab list presets).")
+    ] = None,
+    spec: Annotated[Path | None, typer.Option(help="A run file (YAML).")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="FILE.py:FACTORY, a function returning an nn.Module, diagnosed as it comes."
+        ),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(help="A dataset name, or FILE.npz with x and y (used exactly as given)."),
+    ] = None,
+    probes: Annotated[
+        str | None, typer.Option(help="Comma-separated probes (default: all).")
+    ] = None,
+    ntk_samples: Annotated[int, typer.Option(min=1, help="Inputs of the empirical NTK.")] = 128,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Samples of the Hessian and gradients (the first N).")
+    ] = 256,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    seeds: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Initialisations the signal probe averages over (presets and specs)."
+        ),
+    ] = 3,
+    loss: Annotated[str, typer.Option(help="auto | cross_entropy | mse.")] = "auto",
+    out: Annotated[
+        Path | None, typer.Option(help="Write PNG plots, index.html and diagnosis.json here.")
+    ] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the diagnosis JSON here.")
+    ] = None,
+    threads: Annotated[int, typer.Option(min=0, help=THREADS_HELP)] = 1,
+) -> None:
+    """Will this network train? Probes, a verdict with evidence and advice, plots."""
+    from depthlab.cli.output import write_json
+    from depthlab.cli.tables import print_diagnoses
+    from depthlab.diagnose import DEFAULT_PROBES, DiagnoseOptions
+    from depthlab.diagnose import diagnose as run_diagnosis
+    from depthlab.diagnose.sources import (
+        Subject,
+        dataset_batch,
+        load_factory,
+        npz_batch,
+        spec_subjects,
+    )
+    from depthlab.presets import preset as load_preset
+    from depthlab.spec import DataSpec, RunSpec
+
+    set_threads(threads)
+    sources = [s for s in (preset, spec, model) if s is not None]
+    if len(sources) != 1:
+        fail("give exactly one of --preset NAME, --spec RUN.yaml, --model FILE.py:FACTORY")
+    if loss not in ("auto", "cross_entropy", "mse"):
+        fail(f"unknown loss {loss!r}; choices: auto, cross_entropy, mse")
+    names = tuple(p.strip() for p in probes.split(",") if p.strip()) if probes else DEFAULT_PROBES
+    options = DiagnoseOptions(
+        probes=names, ntk_samples=ntk_samples, batch_size=batch_size, seed=seed, seeds=seeds
+    )
+    if model is not None:
+        if data is None:
+            fail("--model needs --data NAME or --data FILE.npz")
+        net = load_factory(model)
+        batch = (
+            npz_batch(data, loss)
+            if data.endswith(".npz")
+            else dataset_batch(DataSpec(name=data, seed=seed), loss)[0]
+        )
+        subjects = [Subject(model.rpartition(":")[2], net)]
+    else:
+        specs = load_preset(preset) if preset is not None else [RunSpec.load(spec)]
+        if data is not None and data.endswith(".npz"):
+            batch = npz_batch(data, loss)
+            in_shape = tuple(batch.x.shape[1:])
+            out_dim = (
+                int(batch.y.max()) + 1
+                if batch.task == "classification"
+                else (batch.y.shape[1] if batch.y.dim() > 1 else 1)
+            )
+        else:
+            data_spec = specs[0].data if data is None else DataSpec(name=data, seed=seed)
+            batch, in_shape, out_dim = dataset_batch(data_spec, loss)
+        subjects = spec_subjects(specs, in_shape, out_dim)
+    results = [
+        run_diagnosis(s.model, batch, options, name=s.name, rebuild=s.rebuild) for s in subjects
+    ]
+    payload = results[0] if len(results) == 1 else {"networks": results}
+    if json_path is not None:
+        write_json(json_path, payload)
+    if out is not None:
+        from depthlab.report import write_report
+
+        write_json(out / "diagnosis.json", payload)
+        page = write_report(results, out)
+        print(f"report: {page}", file=sys.stderr)
+    print_diagnoses(results)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from depthlab import _registry as reg
@@ -50,6 +51,60 @@ def print_results(results: list[TrainResult]) -> None:
             f"{r.seconds:.1f}s",
         )
     _console().print(table)
+
+
+def print_diagnoses(diagnoses: list[dict]) -> None:
+    """One row per network: verdict and the headline numbers; then each finding."""
+    table = Table(title="depthlab diagnose")
+    cols = (
+        "network",
+        "verdict",
+        "E[h²] last/first",
+        "‖∂L/∂h‖ first/last",
+        "χ₁ theory",
+        "χ₁ measured",
+        "NTK cond.",
+        "Hessian λ_max",
+    )
+    for col in cols:
+        table.add_column(
+            escape(col), justify="left" if col in ("network", "verdict") else "right", no_wrap=True
+        )
+    for d in diagnoses:
+
+        def get(probe: str, key: str) -> object:
+            value = (d.get(probe) or {}).get(key)
+            return value[0] if isinstance(value, list) and value else value
+
+        verdict = d["verdict"] if d["verdict"] == "trainable" else f"[red]{d['verdict']}[/red]"
+        table.add_row(
+            d["name"],
+            verdict,
+            _g(get("signal", "second_moment_ratio")),
+            _g(get("gradients", "delta_first_to_last")),
+            _g(get("meanfield", "chi1")),
+            _g(get("meanfield", "measured_chi1")),
+            _g(get("ntk", "condition_number")),
+            _g(get("hessian", "top_eigenvalues")),
+        )
+    console = _console()
+    console.print(table)
+    for d in diagnoses:
+        for f in d["findings"]:
+            console.print(
+                f"[bold]{escape(d['name'])}[/bold]: {f['verdict']}: "
+                f"{escape(f['evidence'])}. Advice: {escape(f['advice'])}",
+                highlight=False,
+            )
+        for probe, reason in d.get("skipped", {}).items():
+            console.print(
+                f"[dim]{escape(d['name'])}: {probe} skipped: {escape(reason)}[/dim]",
+                highlight=False,
+            )
+
+
+def _g(v: object) -> str:
+    return "-" if not isinstance(v, int | float) else f"{v:.3g}"
 
 
 def print_registry(kind: str | None) -> None:

@@ -25,6 +25,7 @@ from depthlab.spec import Spec
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class ProbeBatch:
     """The data a probe measures on: inputs ``x``, targets ``y`` and the mean loss.
@@ -100,8 +101,10 @@ def preserved(model: nn.Module) -> Iterator[None]:
     ``.grad`` on exit."""
     modes = [(m, m.training) for m in model.modules()]
     tensors = {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()}
-    flags = [(p, p.requires_grad, None if p.grad is None else p.grad.detach().clone())
-             for p in model.parameters()]
+    flags = [
+        (p, p.requires_grad, None if p.grad is None else p.grad.detach().clone())
+        for p in model.parameters()
+    ]
     try:
         yield
     finally:

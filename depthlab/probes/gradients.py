@@ -53,8 +53,11 @@ def layer_gradients(model: nn.Module, batch: ProbeBatch) -> list[dict[str, Any]]
         # ∂L/∂h^l at the layer's output (the pre-activation gradient of mean-field theory).
         def hook(mod: nn.Module, args: tuple, out: torch.Tensor, name: str = name) -> None:
             if out.requires_grad:
-                out.register_hook(lambda g, name=name: delta.__setitem__(
-                    name, g.detach().double().pow(2).sum().sqrt().item()))
+                out.register_hook(
+                    lambda g, name=name: delta.__setitem__(
+                        name, g.detach().double().pow(2).sum().sqrt().item()
+                    )
+                )
 
         handles.append(module.register_forward_hook(hook))
     try:
@@ -70,9 +73,15 @@ def layer_gradients(model: nn.Module, batch: ProbeBatch) -> list[dict[str, Any]]
         w = module.weight
         g = torch.zeros_like(w) if w.grad is None else w.grad
         g_norm, w_norm = g.double().norm().item(), w.detach().double().norm().item()
-        rows.append({"name": name, "grad_norm": g_norm, "weight_norm": w_norm,
-                     "ratio": g_norm / w_norm if w_norm > 0 else math.inf,
-                     "delta_norm": delta.get(name, 0.0)})
+        rows.append(
+            {
+                "name": name,
+                "grad_norm": g_norm,
+                "weight_norm": w_norm,
+                "ratio": g_norm / w_norm if w_norm > 0 else math.inf,
+                "delta_norm": delta.get(name, 0.0),
+            }
+        )
     return rows
 
 

@@ -51,6 +51,7 @@ def layer_gains(model: nn.Module, x: torch.Tensor, seed: int) -> list[dict[str, 
     norms: dict[str, torch.Tensor] = {}
     handles = []
     for name, module in layers:
+
         def hook(mod: nn.Module, args: tuple, out: torch.Tensor, name: str = name) -> None:
             tangent = fwad.unpack_dual(out).tangent
             if tangent is not None:
@@ -90,13 +91,15 @@ class JacobianProbe(Probe):
         try:
             jac = input_jacobians(model, x)
         except RuntimeError as exc:
-            raise ProbeError(f"cannot differentiate the model w.r.t. its input: "
-                             f"{str(exc).splitlines()[0]}") from None
+            raise ProbeError(
+                f"cannot differentiate the model w.r.t. its input: {str(exc).splitlines()[0]}"
+            ) from None
         sv = torch.linalg.svdvals(jac.double()).flatten().sort(descending=True).values
         sq = sv.pow(2)
         gains = layer_gains(model, x, seed)
-        inner = [g["gain"] for g in gains[1:-1] if g["gain"] > 0] or \
-            [g["gain"] for g in gains if g["gain"] > 0]
+        inner = [g["gain"] for g in gains[1:-1] if g["gain"] > 0] or [
+            g["gain"] for g in gains if g["gain"] > 0
+        ]
         return {
             "singular_values": sv.tolist(),
             "mean_squared_singular_value": sq.mean().item(),
@@ -104,7 +107,8 @@ class JacobianProbe(Probe):
             "min_singular_value": sv[-1].item(),
             "spread": (sq.std() / sq.mean()).item() if sq.mean() > 0 and len(sq) > 1 else 0.0,
             "layers": gains,
-            "mean_gain": math.exp(sum(math.log(g) for g in inner) / len(inner)) if inner
+            "mean_gain": math.exp(sum(math.log(g) for g in inner) / len(inner))
+            if inner
             else math.nan,
             "n_samples": len(x),
         }

@@ -16,8 +16,21 @@ from torch import nn
 from depthlab.layers.activations import Lambda
 
 WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
-ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.SELU, nn.ELU, nn.GELU, nn.SiLU,
-               nn.Softplus, nn.Mish, nn.Hardtanh, nn.CELU, Lambda)
+ELEMENTWISE = (
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.SELU,
+    nn.ELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Softplus,
+    nn.Mish,
+    nn.Hardtanh,
+    nn.CELU,
+    Lambda,
+)
 
 
 def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -30,12 +43,14 @@ def activation_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 @contextlib.contextmanager
-def capture(modules: list[tuple[str, nn.Module]], *, inputs: bool = False
-            ) -> Iterator[dict[str, torch.Tensor]]:
+def capture(
+    modules: list[tuple[str, nn.Module]], *, inputs: bool = False
+) -> Iterator[dict[str, torch.Tensor]]:
     """Record each module's output (or first input) of the last forward pass, by name."""
     store: dict[str, torch.Tensor] = {}
     handles = []
     for name, module in modules:
+
         def hook(mod: nn.Module, args: tuple, out: torch.Tensor, name: str = name) -> None:
             store[name] = args[0] if inputs else out
 

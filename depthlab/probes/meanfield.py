@@ -55,12 +55,16 @@ def read_parameters(model: nn.Module) -> tuple[nn.Module, float, float, int]:
         raise ProbeError("meanfield needs at least one hidden Linear layer with an activation")
     kinds = {type(a) for a in acts}
     if len(kinds) > 1:
-        raise ProbeError(f"meanfield needs one activation; found {sorted(k.__name__ for k in kinds)}")
+        raise ProbeError(
+            f"meanfield needs one activation; found {sorted(k.__name__ for k in kinds)}"
+        )
     hidden = linears[1:-1] or linears[:1]
-    sw2 = statistics.median(m.weight.shape[1] * m.weight.detach().double().pow(2).mean().item()
-                            for m in hidden)
-    sb2 = statistics.median(m.bias.detach().double().pow(2).mean().item()
-                            if m.bias is not None else 0.0 for m in hidden)
+    sw2 = statistics.median(
+        m.weight.shape[1] * m.weight.detach().double().pow(2).mean().item() for m in hidden
+    )
+    sb2 = statistics.median(
+        m.bias.detach().double().pow(2).mean().item() if m.bias is not None else 0.0 for m in hidden
+    )
     return acts[0], sw2, sb2, len(linears) - 1
 
 
@@ -79,7 +83,8 @@ class MeanFieldProbe(Probe):
         summary = analyse(phi, sigma_w2=sw2, sigma_b2=sb2)
         x = batch.x[: self.params.samples]
         signal = SignalProbe(SignalProbe.Params(samples=self.params.samples)).measure(
-            model, batch, seed=seed)
+            model, batch, seed=seed
+        )
         model.eval()
         with torch.no_grad():
             gains = [g["gain"] for g in layer_gains(model, x, seed)[1:-1] if g["gain"] > 0]
@@ -97,7 +102,8 @@ class MeanFieldProbe(Probe):
             # σ_w² read off finite weight matrices carries ~1 % noise: near-critical within 1 %.
             "phase": "critical" if abs(summary.chi1 - 1) <= PHASE_TOL else summary.phase,
             "measured_q_last": hidden[-1]["second_moment"],
-            "measured_chi1": math.exp(sum(map(math.log, gains)) / len(gains)) if gains
+            "measured_chi1": math.exp(sum(map(math.log, gains)) / len(gains))
+            if gains
             else math.nan,
             "measured_c_last": hidden[-1]["correlation"],
             "predicted_gradient_ratio": summary.chi1 ** max(depth - 1, 0),

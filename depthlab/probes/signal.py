@@ -56,16 +56,18 @@ class SignalProbe(Probe):
         for kind, name, module, inp, out in events:
             if kind == "layer":
                 h = per_sample(out).double()
-                layers.append({
-                    "name": name,
-                    "type": type(module).__name__,
-                    "mean": h.mean().item(),
-                    "var": h.var().item(),
-                    "second_moment": h.pow(2).mean().item(),
-                    "correlation": _pair_correlation(h, n_pairs),
-                    "dead_fraction": None,
-                    "saturated_fraction": None,
-                })
+                layers.append(
+                    {
+                        "name": name,
+                        "type": type(module).__name__,
+                        "mean": h.mean().item(),
+                        "var": h.var().item(),
+                        "second_moment": h.pow(2).mean().item(),
+                        "correlation": _pair_correlation(h, n_pairs),
+                        "dead_fraction": None,
+                        "saturated_fraction": None,
+                    }
+                )
             elif layers and layers[-1]["dead_fraction"] is None:
                 a = per_sample(out).double()
                 span = a.max(0).values - a.min(0).values
@@ -89,13 +91,17 @@ def _trace(model: nn.Module, x: torch.Tensor) -> list[tuple[str, str, nn.Module,
     events: list[tuple[str, str, nn.Module, Any, Any]] = []
     handles = []
     for name, module in model.named_modules():
-        kind = ("layer" if isinstance(module, WEIGHT_LAYERS)
-                else "act" if isinstance(module, ELEMENTWISE) else None)
+        kind = (
+            "layer"
+            if isinstance(module, WEIGHT_LAYERS)
+            else "act"
+            if isinstance(module, ELEMENTWISE)
+            else None
+        )
         if kind is None:
             continue
 
-        def hook(mod: nn.Module, args: tuple, out: Any, kind: str = kind, name: str = name
-                 ) -> None:
+        def hook(mod: nn.Module, args: tuple, out: Any, kind: str = kind, name: str = name) -> None:
             events.append((kind, name or "model", mod, args[0].detach(), out.detach()))
 
         handles.append(module.register_forward_hook(hook))

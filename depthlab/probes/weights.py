@@ -158,8 +158,7 @@ class Weights(Probe):
                 min_tail=p.min_tail,
             )
             layers.append(
-                {"name": name, "type": type(module).__name__, "shape": list(weight.shape)}
-                | stats
+                {"name": name, "type": type(module).__name__, "shape": list(weight.shape)} | stats
             )
         if not layers:
             raise ProbeError(

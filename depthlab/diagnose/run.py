@@ -1,0 +1,163 @@
+"""Run the probes on a network and judge it: the engine behind ``depthlab diagnose``."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from depthlab import _registry as reg
+from depthlab.diagnose.verdict import judge
+from depthlab.exceptions import ProbeError, SpecError
+from depthlab.probes.base import ProbeBatch
+
+DEFAULT_PROBES = (
+    "signal",
+    "gradients",
+    "jacobian",
+    "meanfield",
+    "ntk",
+    "hessian",
+    "weights",
+    "collapse",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class DiagnoseOptions:
+    """``ntk_samples``: inputs of the empirical NTK; ``batch_size``: samples of the Hessian and
+    gradient probes (the first N rows); ``seeds``: initialisations the signal probe averages
+    over when the network can be rebuilt (specs and presets)."""
+
+    probes: tuple[str, ...] = DEFAULT_PROBES
+    ntk_samples: int = 128
+    batch_size: int = 256
+    seed: int = 0
+    seeds: int = 3
+
+    def __post_init__(self) -> None:
+        for name in self.probes:
+            reg.PROBES.get(name, field="probes")
+        for field in ("ntk_samples", "batch_size", "seeds"):
+            if getattr(self, field) < 1:
+                raise SpecError(field, f"{getattr(self, field)!r} is not valid; expected >= 1")
+
+
+def check_input(model: nn.Module, batch: ProbeBatch) -> None:
+    """One forward pass on two samples: a wrong input shape is one clear line, not a trace."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(batch.x[:2])
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise ProbeError(
+            f"the model rejects inputs of shape {tuple(batch.x.shape[1:])} "
+            f"(per sample): {str(exc).splitlines()[0]}"
+        ) from None
+    finally:
+        model.train(was)
+    if not isinstance(out, torch.Tensor):
+        raise ProbeError(f"the model returns {type(out).__name__}; probes need a tensor")
+    if batch.task == "classification" and (out.dim() != 2 or out.shape[1] <= int(batch.y.max())):
+        raise ProbeError(
+            f"the model's output shape {tuple(out.shape[1:])} does not fit "
+            f"{int(batch.y.max()) + 1} classes in y"
+        )
+
+
+def _params_for(name: str, options: DiagnoseOptions) -> Any:
+    cls = reg.PROBES.get(name, field="probes")
+    fields = {f.name for f in dataclasses.fields(cls.Params)}
+    wanted = {
+        "samples": options.ntk_samples if name == "ntk" else None,
+        "batch_size": options.batch_size,
+    }
+    return cls.Params.from_dict({k: v for k, v in wanted.items() if k in fields and v})
+
+
+def diagnose(
+    model: nn.Module,
+    batch: ProbeBatch,
+    options: DiagnoseOptions | None = None,
+    *,
+    name: str = "model",
+    rebuild: Callable[[int], nn.Module] | None = None,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Every requested probe on ``model``, and the verdict.
+
+    A probe that does not apply (``ProbeError``) is listed under ``skipped`` with its reason;
+    the others still run. ``rebuild(seed)``, when given, makes the same network at another
+    seed so the signal probe can average over initialisations.
+    """
+    options = options or DiagnoseOptions()
+    check_input(model, batch)
+    out: dict[str, Any] = {
+        "name": name,
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "n_samples": len(batch.x),
+        "task": batch.task,
+    }
+    skipped: dict[str, str] = {}
+    seconds: dict[str, float] = {}
+    with _progress(progress, len(options.probes), name) as advance:
+        for probe_name in options.probes:
+            probe = reg.PROBES.get(probe_name)(_params_for(probe_name, options))
+            start = time.perf_counter()
+            try:
+                if probe_name == "collapse" and batch.task != "classification":
+                    raise ProbeError("neural collapse applies to classifiers only")
+                out[probe_name] = probe.run(model, batch, seed=options.seed)
+                if probe_name == "signal" and rebuild is not None and options.seeds > 1:
+                    out[probe_name]["seeds"] = _signal_over_seeds(probe, rebuild, batch, options)
+            except ProbeError as err:
+                skipped[probe_name] = str(err)
+            seconds[probe_name] = time.perf_counter() - start
+            advance(probe_name)
+    verdict, findings = judge(out)
+    return {
+        "verdict": verdict,
+        "findings": [f.to_dict() for f in findings],
+        **out,
+        "skipped": skipped,
+        "seconds": seconds,
+    }
+
+
+def _signal_over_seeds(
+    probe: Any, rebuild: Callable[[int], nn.Module], batch: ProbeBatch, options: DiagnoseOptions
+) -> dict[str, Any]:
+    ratios = [
+        probe.run(rebuild(options.seed + k), batch, seed=options.seed + k)["second_moment_ratio"]
+        for k in range(options.seeds)
+    ]
+    logs = [math.log10(r) for r in ratios if 0 < r < math.inf]
+    return {
+        "second_moment_ratio": ratios,
+        "geometric_mean": 10 ** (sum(logs) / len(logs)) if logs else None,
+    }
+
+
+@contextlib.contextmanager
+def _progress(show: bool | None, total: int, name: str) -> Iterator[Callable[[str], None]]:
+    if not (sys.stderr.isatty() if show is None else show):
+        yield lambda probe: None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn(f"[bold]diagnose {name}"),
+        BarColumn(),
+        TextColumn("{task.description}"),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("", total=total)
+        yield lambda probe: bar.update(task, advance=1, description=probe)

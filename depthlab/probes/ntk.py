@@ -1,0 +1,207 @@
+"""The empirical neural tangent kernel (Jacot, Gabriel & Hongler 2018), outputs traced.
+
+Θ_ij = Σ_k ∇_θ f_k(x_i) · ∇_θ f_k(x_j), an ``(N, N)`` matrix over the first ``samples`` inputs,
+θ the trainable parameters (``requires_grad``), f the flattened output (K = its size per sample).
+Gradient descent with step η moves the outputs by −η Θ ∇_f L, so Θ's spectrum sets which
+directions of the data a network fits and how fast: a large condition number λ_max/λ_min means
+some directions train orders of magnitude more slowly than others.
+
+Methods (all exact; they agree to roundoff):
+
+* ``layerwise``: linear and conv layers by layer-by-layer contraction (``ntk_layerwise``),
+  every other parameter (norm affine, ReZero scalars, any user module) by per-sample
+  Jacobians of just those parameters. Cheapest by far for wide networks.
+* ``jacobian``: the full per-sample Jacobian, N·K·P numbers, contracted (``ntk_func``).
+* ``ntvp``: NTK-vector products; memory O(P) per vector, never N·K·P.
+* ``auto``: the cheapest of ``layerwise`` and ``jacobian`` by a flop estimate among those whose
+  Jacobians fit in ``memory_mb``, else ``ntvp``.
+
+The kernel is measured in eval mode, where f(x_i) depends on x_i alone (batch norm on its running
+statistics, no dropout): in train mode the outputs of one sample depend on the rest of the batch
+and on dropout draws, and a per-sample kernel is not defined.
+
+``relative_change``: a deep copy (never the user's model) takes ``train_steps`` full-batch steps
+of SGD or Adam on the probe batch (in eval mode, so that the function trained is the one whose
+kernel is measured), then ‖Θ_k − Θ_0‖_F / ‖Θ_0‖_F. Near 0: the lazy (kernel) regime; order 1:
+the rich (feature learning) regime (Chizat, Oyallon & Bach 2019).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from depthlab.exceptions import ProbeError
+from depthlab.probes.base import Probe, ProbeBatch, register_probe
+from depthlab.probes.ntk_func import jacobian_kernel, ntvp_kernel
+from depthlab.probes.ntk_layerwise import candidate_layers, layerwise_kernel
+from depthlab.spec import Spec
+from depthlab.spec.base import check_choice, check_range
+
+METHODS = ("auto", "layerwise", "jacobian", "ntvp")
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclasses.dataclass(frozen=True)
+class NTKParams(Spec):
+    samples: int = 128
+    method: str = "auto"
+    train_steps: int = 0
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    return_kernel: bool = False
+    memory_mb: float = 1024.0
+
+    def _check(self) -> None:
+        check_range("samples", self.samples, 1)
+        check_choice("method", self.method, METHODS)
+        check_range("train_steps", self.train_steps, 0)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_range("lr", self.lr, 0.0, lo_open=True)
+        check_range("memory_mb", self.memory_mb, 0.0, lo_open=True)
+
+
+def _trainable(model: nn.Module) -> dict[str, nn.Parameter]:
+    return {k: p for k, p in model.named_parameters() if p.requires_grad}
+
+
+def choose_method(model: nn.Module, n: int, k: int, budget: int) -> str:
+    """``auto``: flop estimates, N samples, K outputs, P trainable parameters, P_f of them
+    outside linear/conv layers (budget in elements):
+
+    jacobian  N·K·3P (per-sample backward passes) + N²·K·P (contraction), memory N·K·P;
+    layerwise K·3·N·P (batched backward passes) + N²·Σ_layers (K·d_out + d_in)
+              + the jacobian cost with P_f in place of P for the contraction, memory N·K·P_f;
+    ntvp      when neither fits: N·K·3P + N²·K·3P flops, memory O(K·P).
+    """
+    params = _trainable(model)
+    p_all = sum(p.numel() for p in params.values())
+    layered, per_layer = 0, 0
+    for m in candidate_layers(model):
+        w = m.weight
+        layered += sum(p.numel() for p in m.parameters(recurse=False) if p.requires_grad)
+        per_layer += k * w.shape[0] + w[0].numel()
+    p_rest = p_all - layered
+    costs = {
+        "layerwise": 3 * k * n * p_all
+        + n * n * per_layer
+        + (n * k * 3 * p_all + n * n * k * p_rest if p_rest else 0),
+        "jacobian": n * k * 3 * p_all + n * n * k * p_all,
+    }
+    memory = {"layerwise": n * k * p_rest, "jacobian": n * k * p_all}
+    fits = [m for m in costs if memory[m] <= budget]
+    return min(fits, key=lambda m: costs[m]) if fits else "ntvp"
+
+
+def empirical_ntk(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    method: str = "auto",
+    memory_mb: float = 1024.0,
+    seed: int = 0,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Θ (float64, ``(N, N)``) of ``model`` as it is (mode included) on ``x``, and details:
+    the method used, K, P and how many parameters each path covered."""
+    check_choice("method", method, METHODS)
+    params = _trainable(model)
+    if not params:
+        raise ProbeError("the model has no trainable parameters (requires_grad); Θ is empty")
+    with torch.enable_grad():
+        out = model(x[:1])
+    k = out.numel()
+    itemsize = next(iter(params.values())).element_size()
+    budget = int(memory_mb * 2**20 / itemsize)
+    used = choose_method(model, len(x), k, budget) if method == "auto" else method
+    names = list(params)
+    info: dict[str, Any] = {"method": used, "n_outputs": k}
+    info["n_params"] = sum(p.numel() for p in params.values())
+    with torch.enable_grad():
+        if used == "layerwise":
+            gen = torch.Generator().manual_seed(seed)
+            theta, covered, counts = layerwise_kernel(
+                model, x, lambda z: model(z).reshape(len(z), -1), budget=budget, generator=gen
+            )
+            rest = [name for name, p in params.items() if id(p) not in covered]
+            theta += jacobian_kernel(model, x, rest, budget=budget)
+            info["fallback_params"] = sum(params[r].numel() for r in rest)
+            info["contracted_layers"] = counts["contracted"]
+        elif used == "jacobian":
+            theta = jacobian_kernel(model, x, names, budget=budget)
+        else:
+            theta = ntvp_kernel(model, x, names, budget=budget)
+    return theta, info
+
+
+def spectrum(theta: torch.Tensor, dtype: torch.dtype) -> dict[str, Any]:
+    """Eigenvalues (descending), trace and condition number of the symmetrised Θ.
+
+    Θ is PSD; roundoff leaves eigenvalues of a singular Θ at ±N·eps·λ_max (eps of the model's
+    dtype). The eigenvalues are reported as computed, tiny negatives included; the condition
+    number is λ_max/λ_min when λ_min > N·eps·λ_max, and inf otherwise (numerically singular).
+    """
+    sym = (theta + theta.T) / 2
+    ev = torch.linalg.eigvalsh(sym).flip(0)
+    top, bottom = float(ev[0]), float(ev[-1])
+    tol = len(ev) * torch.finfo(dtype).eps * max(top, 0.0)
+    cond = top / bottom if top > 0 and bottom > tol else math.inf
+    return {
+        "eigenvalues": ev.tolist(),
+        "condition_number": cond,
+        "trace": float(torch.trace(sym)),
+    }
+
+
+def _train_copy(model: nn.Module, batch: ProbeBatch, p: NTKParams) -> tuple[nn.Module, list]:
+    try:
+        clone = copy.deepcopy(model)
+    except Exception as exc:  # any failure to copy a user's module
+        raise ProbeError(f"cannot copy the model to train it ({exc}); set train_steps: 0") from exc
+    clone.eval()
+    trainable = list(_trainable(clone).values())
+    opt_cls = torch.optim.SGD if p.optimizer == "sgd" else torch.optim.Adam
+    opt = opt_cls(trainable, lr=p.lr)
+    losses = []
+    with torch.enable_grad():
+        for _ in range(p.train_steps):
+            loss = batch.loss_fn(clone(batch.x), batch.y)
+            losses.append(float(loss))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            losses.append(float(batch.loss_fn(clone(batch.x), batch.y)))
+    return clone, [losses[0], losses[-1]]
+
+
+@register_probe("ntk")
+class NTKProbe(Probe):
+    """Empirical NTK spectrum (outputs traced) and, optionally, its change under training."""
+
+    Params = NTKParams
+    params: NTKParams
+
+    def measure(self, model: nn.Module, batch: ProbeBatch, *, seed: int) -> dict[str, Any]:
+        p = self.params
+        model.eval()
+        x = batch.x[: p.samples]
+        theta, info = empirical_ntk(model, x, method=p.method, memory_mb=p.memory_mb, seed=seed)
+        dtype = next(iter(_trainable(model).values())).dtype
+        result: dict[str, Any] = {**spectrum(theta, dtype), "n_samples": len(x), **info}
+        if p.train_steps > 0:
+            clone, losses = _train_copy(model, batch, p)
+            moved, _ = empirical_ntk(
+                clone, x, method=info["method"], memory_mb=p.memory_mb, seed=seed
+            )
+            base = float(theta.norm())
+            change = float((moved - theta).norm())
+            result["relative_change"] = change / base if base > 0 else math.inf
+            result["train_loss"] = losses
+        if p.return_kernel:
+            result["kernel"] = theta.tolist()
+        return result
