@@ -71,21 +71,11 @@ def print_diagnoses(diagnoses: list[dict]) -> None:
             escape(col), justify="left" if col in ("network", "verdict") else "right", no_wrap=True
         )
     for d in diagnoses:
-
-        def get(probe: str, key: str) -> object:
-            value = (d.get(probe) or {}).get(key)
-            return value[0] if isinstance(value, list) and value else value
-
         verdict = d["verdict"] if d["verdict"] == "trainable" else f"[red]{d['verdict']}[/red]"
         table.add_row(
             d["name"],
             verdict,
-            _g(get("signal", "second_moment_ratio")),
-            _g(get("gradients", "delta_first_to_last")),
-            _g(get("meanfield", "chi1")),
-            _g(get("meanfield", "measured_chi1")),
-            _g(get("ntk", "condition_number")),
-            _g(get("hessian", "top_eigenvalues")),
+            *(_g(_headline(d, probe, key)) for probe, key in HEADLINE),
         )
     console = _console()
     console.print(table)
@@ -101,6 +91,21 @@ def print_diagnoses(diagnoses: list[dict]) -> None:
                 f"[dim]{escape(d['name'])}: {probe} skipped: {escape(reason)}[/dim]",
                 highlight=False,
             )
+
+
+HEADLINE = (
+    ("signal", "second_moment_ratio"),
+    ("gradients", "delta_first_to_last"),
+    ("meanfield", "chi1"),
+    ("meanfield", "measured_chi1"),
+    ("ntk", "condition_number"),
+    ("hessian", "top_eigenvalues"),
+)
+
+
+def _headline(d: dict, probe: str, key: str) -> object:
+    value = (d.get(probe) or {}).get(key)
+    return value[0] if isinstance(value, list) and value else value
 
 
 def _g(v: object) -> str:

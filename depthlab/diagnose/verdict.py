@@ -60,11 +60,11 @@ def judge(results: dict[str, Any]) -> tuple[str, list[Finding]]:
     if signal:
         ratio, depth = signal["second_moment_ratio"], len(signal["layers"])
         if ratio < VANISHING_SIGNAL:
+            fall = _times(1 / ratio if ratio > 0 else math.inf)
             findings.append(
                 Finding(
                     "vanishing signal",
-                    f"activation second moment falls {_times(1 / ratio if ratio > 0 else math.inf)} "
-                    f"over {depth} layers",
+                    f"activation second moment falls {fall} over {depth} layers",
                     advice["vanishing"],
                 )
             )
@@ -84,8 +84,8 @@ def judge(results: dict[str, Any]) -> tuple[str, list[Finding]]:
                 Finding(
                     "dead units",
                     f"{100 * sum(dead) / len(dead):.0f} % of units are constant over the batch",
-                    "units that never vary pass no gradient: use a smaller learning rate, leaky_relu "
-                    "or a critical init; check the input scale",
+                    "units that never vary pass no gradient: use a smaller learning rate, "
+                    "leaky_relu or a critical init; check the input scale",
                 )
             )
     if grads:

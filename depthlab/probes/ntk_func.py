@@ -25,9 +25,12 @@ from torch.func import functional_call, grad, jacrev, jvp, vjp, vmap
 
 @contextlib.contextmanager
 def _quiet_vmap() -> Iterator[None]:
-    # An op without a batching rule runs in a slow loop and warns; the numbers are the same.
     with warnings.catch_warnings():
+        # An op without a batching rule runs in a slow loop and warns; the numbers are the same.
         warnings.filterwarnings("ignore", message=".*performance drop.*")
+        # torch's first forward-mode AD call scripts its own decompositions with the deprecated
+        # torch.jit.script: torch's internals, nothing the caller can act on.
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=DeprecationWarning)
         yield
 
 
