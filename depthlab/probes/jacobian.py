@@ -2,7 +2,7 @@
 
 Singular values of J over ``samples`` inputs (pooled): dynamical isometry (Pennington et al.
 2017) is all of them near 1, i.e. mean squared singular value ≈ 1 with a small spread.
-Per-layer gains come from forward-mode AD: a random input tangent v is pushed through the net
+Per-layer gains come from forward-mode AD: a random unit input tangent v is pushed through the net
 and, at every linear/conv output, gain^l = ‖δh^l‖² / ‖δh^{l−1}‖² (averaged over samples), the
 finite-width measurement of mean field's χ₁. Evaluated in eval mode.
 """
@@ -14,9 +14,8 @@ import math
 from typing import Any
 
 import torch
-import torch.autograd.forward_ad as fwad
 from torch import nn
-from torch.func import functional_call, jacrev, vmap
+from torch.func import functional_call, jacrev, jvp, vmap
 
 from depthlab.exceptions import ProbeError, SpecError
 from depthlab.probes.base import Probe, ProbeBatch, register_probe
@@ -46,32 +45,33 @@ def input_jacobians(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def layer_gains(model: nn.Module, x: torch.Tensor, seed: int) -> list[dict[str, Any]]:
-    """Squared-norm gain of a random input perturbation through each linear/conv layer."""
+    """Squared-norm gain of a random input perturbation through each linear/conv layer.
+
+    One forward-mode pass (``torch.func.jvp``) carries the tangent v to every layer output.
+    """
     layers = weight_layers(model)
-    norms: dict[str, torch.Tensor] = {}
-    handles = []
-    for name, module in layers:
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    buffers = dict(model.named_buffers())
 
-        def hook(mod: nn.Module, args: tuple, out: torch.Tensor, name: str = name) -> None:
-            tangent = fwad.unpack_dual(out).tangent
-            if tangent is not None:
-                norms[name] = tangent.reshape(len(tangent), -1).double().pow(2).sum(1)
+    def outputs(inp: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        seen: list[torch.Tensor] = []
+        handles = [m.register_forward_hook(lambda mod, a, out: seen.append(out)) for _, m in layers]
+        try:
+            functional_call(model, (params, buffers), (inp,))
+        finally:
+            for h in handles:
+                h.remove()
+        return tuple(seen)
 
-        handles.append(module.register_forward_hook(hook))
     gen = torch.Generator().manual_seed(seed)
     v = torch.randn(x.shape, generator=gen, dtype=x.dtype)
     v = v / v.reshape(len(v), -1).norm(dim=1).reshape(-1, *[1] * (x.dim() - 1))
-    try:
-        with torch.no_grad(), fwad.dual_level():
-            model(fwad.make_dual(x, v))
-    finally:
-        for h in handles:
-            h.remove()
+    _, tangents = jvp(outputs, (x,), (v,))
+    names = [name for name, _ in layers]
     rows, previous = [], torch.ones(len(x), dtype=torch.float64)
-    for name, _ in layers:
-        if name not in norms:
-            continue
-        current = norms[name]
+    # A layer applied several times (weight sharing) reports each application in order.
+    for name, tangent in zip(names * (len(tangents) // max(len(names), 1)), tangents, strict=False):
+        current = tangent.reshape(len(tangent), -1).double().pow(2).sum(1)
         ok = previous > 0
         gain = (current[ok] / previous[ok]).mean().item() if ok.any() else math.nan
         rows.append({"name": name, "gain": gain})

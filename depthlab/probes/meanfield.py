@@ -4,7 +4,8 @@ For a fully connected net h^l = W^l φ(h^{l−1}) + b^l, the weights' σ_w² = f
 σ_b² = E[b²] are read off the hidden layers (their median), φ is the network's activation
 module, and ``depthlab.theory`` gives q*, χ₁, ξ_q, ξ_c and the phase (Poole et al. 2016;
 Schoenholz et al. 2017). Measured beside them: the pre-activation second moment q^l of the last
-hidden layer, the mean per-layer gain of an input perturbation (χ₁ at finite width), and the
+hidden layer, the mean per-layer gain of an input perturbation over the deeper half of the
+hidden layers (χ₁ at finite width, once q has settled at q*), and the
 final input-pair correlation (→ c*). Networks with normalization, residual or convolutional
 layers are outside this theory: the probe says so instead of guessing.
 """
@@ -87,7 +88,9 @@ class MeanFieldProbe(Probe):
         )
         model.eval()
         with torch.no_grad():
-            gains = [g["gain"] for g in layer_gains(model, x, seed)[1:-1] if g["gain"] > 0]
+            rows = layer_gains(model, x, seed)[1:-1]
+            # The deeper half: the first layers still carry the input's own scale (q ≠ q*).
+            gains = [g["gain"] for g in rows[len(rows) // 2 :] if g["gain"] > 0]
         hidden = signal["layers"][:-1] or signal["layers"]
         return {
             "activation": type(act).__name__ if not hasattr(act, "name") else str(act.name),
