@@ -41,17 +41,21 @@ def read_parameters(model: nn.Module) -> tuple[nn.Module, float, float, int]:
     """The activation module, σ_w², σ_b² and the number of hidden layers of an MLP."""
     from depthlab.layers.dropout import AlphaDropout
 
-    linears, acts = [], []
+    linears, acts, other = [], [], []
     for name, m in model.named_modules():
         if isinstance(m, nn.Linear):
             linears.append(m)
         elif isinstance(m, ELEMENTWISE):
             acts.append(m)
         elif not isinstance(m, (*_NEUTRAL, AlphaDropout)) and m is not model:
-            raise ProbeError(
-                f"meanfield covers fully connected nets of Linear layers and one activation; "
-                f"this model has {type(m).__name__} ({name})"
-            )
+            other.append((name, m))
+    if other:
+        # Name the module that matters most: one holding parameters (a conv, a norm) first.
+        name, m = sorted(other, key=lambda nm: not any(True for _ in nm[1].parameters()))[0]
+        raise ProbeError(
+            f"meanfield covers fully connected nets of Linear layers and one activation; "
+            f"this model has {type(m).__name__} ({name})"
+        )
     if len(linears) < 2 or not acts:
         raise ProbeError("meanfield needs at least one hidden Linear layer with an activation")
     kinds = {type(a) for a in acts}

@@ -1,0 +1,107 @@
+"""Each verdict rule fires on a network built to have that pathology, and only then."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from depthlab import ArchSpec, build_model
+from depthlab.diagnose import DiagnoseOptions, diagnose, judge
+from depthlab.probes import ProbeBatch
+
+FAST = DiagnoseOptions(probes=("signal", "gradients", "meanfield"), seeds=1)
+
+
+def _batch(d=20, n=128):
+    gen = torch.Generator().manual_seed(0)
+    return ProbeBatch.from_tensors(torch.randn(n, d, generator=gen), torch.arange(n) % 4)
+
+
+def _net(act="relu", init="he", depth=32, width=128, scale=1.0, bias=0.0):
+    model = build_model(ArchSpec(depth=depth, width=width, act=act, init=init), in_shape=(20,),
+                        out_dim=4)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear):
+                m.weight.mul_(math.sqrt(scale))
+                m.bias.fill_(bias)
+    return model
+
+
+def _verdicts(model):
+    result = diagnose(model, _batch(), FAST, progress=False)
+    return result["verdict"], {f["verdict"] for f in result["findings"]}, result
+
+
+def test_critical_relu_is_trainable():
+    verdict, found, result = _verdicts(_net(depth=16))
+    assert verdict == "trainable" and not found
+    assert result["meanfield"]["phase"] == "critical"
+
+
+def test_relu_lecun_vanishes_with_advice_naming_he():
+    verdict, found, result = _verdicts(_net(init="lecun", depth=48))
+    assert verdict == "vanishing signal" and "vanishing gradients" in found
+    finding = result["findings"][0]
+    assert "over 49 layers" in finding["evidence"]
+    assert "σ_w² = 2 (He" in finding["advice"] and "SELU with LeCun" in finding["advice"]
+
+
+def test_relu_with_large_weights_explodes():
+    verdict, found, _ = _verdicts(_net(scale=1.5, depth=48))  # σ_w² = 3: ×1.5 per layer
+    assert verdict == "exploding signal" and "exploding gradients" in found
+
+
+def test_chaotic_tanh_has_exploding_gradients_but_bounded_signal():
+    verdict, found, result = _verdicts(_net(act="tanh", init="lecun", scale=16.0))
+    assert verdict == "exploding gradients"
+    assert "exploding signal" not in found and result["meanfield"]["phase"] == "chaotic"
+
+
+def test_negative_biases_kill_units():
+    _, found, _ = _verdicts(_net(depth=4, bias=-5.0))
+    assert "dead units" in found
+
+
+def test_tanh_advice_names_its_critical_point():
+    _, _, result = _verdicts(_net(act="tanh", init="lecun", scale=0.5, depth=40))
+    advice = result["findings"][0]["advice"]
+    assert result["verdict"] == "vanishing signal"
+    assert "the critical σ_w² is 1" in advice
+
+
+def test_ill_conditioned_rule_reads_the_ntk():
+    base = {"ntk": {"condition_number": 1e9, "eigenvalues": [1.0, 1e-9]}}
+    verdict, findings = judge(base)
+    assert verdict == "ill-conditioned" and "1e+09" in findings[0].evidence
+    assert judge({"ntk": {"condition_number": 1e3}})[0] == "trainable"
+
+
+def test_thresholds_are_the_documented_ones():
+    from depthlab.diagnose import verdict as v
+
+    doc = v.__doc__
+    for value in ("1e-3", "1e3", "0.5", "1e-6", "1e7"):
+        assert value in doc
+    assert (v.VANISHING_SIGNAL, v.EXPLODING_SIGNAL, v.ILL_CONDITIONED) == (1e-3, 1e3, 1e7)
+
+
+def test_a_probe_that_does_not_apply_is_skipped_with_its_reason():
+    model = build_model(ArchSpec(family="cnn1d", depth=2, width=4), in_shape=(20,), out_dim=4)
+    result = diagnose(model, _batch(), FAST, progress=False)
+    assert "meanfield" in result["skipped"] and "Conv1d" in result["skipped"]["meanfield"]
+    assert "signal" in result and "gradients" in result
+
+
+@pytest.mark.parametrize("bad", ["shape", "classes"])
+def test_wrong_input_is_one_clear_error(bad):
+    from depthlab import ProbeError
+
+    model = _net(depth=2)
+    batch = _batch(d=7) if bad == "shape" else ProbeBatch.from_tensors(
+        torch.randn(8, 20), torch.arange(8))
+    with pytest.raises(ProbeError, match="rejects inputs of shape" if bad == "shape"
+                       else "does not fit 8 classes"):
+        diagnose(model, batch, FAST, progress=False)
