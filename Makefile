@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: setup
-	$(VENV)/bin/depthlab demo
+	$(VENV)/bin/depthlab demo --out demo-out
 
 test: setup
 	$(PY) -m pytest -n 2 --dist loadfile -q

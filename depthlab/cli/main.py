@@ -98,30 +98,52 @@ def demo(
     epochs: Annotated[int, typer.Option(min=1, help="Epochs per network.")] = 10,
     depth: Annotated[int, typer.Option(min=0, help="Hidden layers.")] = 32,
     width: Annotated[int, typer.Option(min=1, help="Units per hidden layer.")] = 128,
-    out: Annotated[Path | None, typer.Option(help="Write each run's results here.")] = None,
+    out: Annotated[Path, typer.Option(help="Write the report and each run's results here.")] = Path(
+        "demo-out"
+    ),
+    probes: Annotated[
+        str | None, typer.Option(help="Comma-separated probes (default: all).")
+    ] = None,
     threads: Annotated[int, typer.Option(min=0, help=THREADS_HELP)] = 1,
 ) -> None:
-    """Train one deep MLP on MNIST-1D under four activation/init pairs, side by side."""
-    from depthlab.cli.output import write_run_dir
-    from depthlab.cli.tables import print_results
+    """Diagnose one deep MLP on MNIST-1D under four activation/init pairs, then train them:
+    the verdict at initialisation beside what training made of each."""
+    from depthlab.cli.output import write_json, write_run_dir
+    from depthlab.cli.tables import print_diagnoses, print_results
+    from depthlab.diagnose import DEFAULT_PROBES, DiagnoseOptions
+    from depthlab.diagnose import diagnose as run_diagnosis
+    from depthlab.diagnose.sources import dataset_batch, spec_subjects
     from depthlab.presets import deep_mlp_mnist1d
+    from depthlab.report import write_report
     from depthlab.train import run
 
     set_threads(threads)
     specs = deep_mlp_mnist1d(depth=depth, width=width, epochs=epochs)
-    print(
-        f"Training a depth-{depth}, width-{width} MLP on MNIST-1D for {epochs} epochs, "
-        f"under {len(specs)} activation/init pairs.",
-        file=sys.stderr,
+    names = tuple(p.strip() for p in probes.split(",") if p.strip()) if probes else DEFAULT_PROBES
+    options = DiagnoseOptions(probes=names)
+    say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    say(
+        f"Diagnosing a depth-{depth}, width-{width} MLP on MNIST-1D under {len(specs)} "
+        f"activation/init pairs, then training each for {epochs} epochs."
     )
-    results = []
-    for spec in specs:
-        print(f"  {spec.name} ...", file=sys.stderr, flush=True)
+    batch, in_shape, out_dim = dataset_batch(specs[0].data)
+    diagnoses, results = [], []
+    for spec, subject in zip(specs, spec_subjects(specs, in_shape, out_dim), strict=True):
+        say(f"  {spec.name}: diagnose ...")
+        diagnosis = run_diagnosis(
+            subject.model, batch, options, name=spec.name, rebuild=subject.rebuild
+        )
+        say(f"  {spec.name}: {diagnosis['verdict']}; train ...")
         result = run(spec)
+        diagnosis["training"] = {"state": result.state.value, "epochs": epochs, **result.metrics}
+        diagnoses.append(diagnosis)
         results.append(result)
-        if out is not None:
-            write_run_dir(out / spec.name, result)
+        write_run_dir(out / spec.name, result)
+    write_json(out / "diagnosis.json", {"networks": diagnoses})
+    page = write_report(diagnoses, out, title=f"depthlab demo: depth-{depth} MLPs on MNIST-1D")
+    print_diagnoses(diagnoses)
     print_results(results)
+    say(f"report: {page}")
 
 
 @app.command()

@@ -30,6 +30,7 @@ COLUMNS = [
     ("ntk", "condition_number", "NTK condition"),
     ("hessian", "top_eigenvalues", "Hessian λ_max"),
     ("hessian", "trace", "Hessian trace"),
+    ("training", "test_accuracy", "test accuracy after training"),
 ]
 
 

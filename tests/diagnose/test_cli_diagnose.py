@@ -1,0 +1,93 @@
+"""``depthlab diagnose`` as a user runs it: presets, run files, a user's factory and .npz."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+FACTORY = """
+import torch
+
+def make():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(6, 32), torch.nn.Tanh(), torch.nn.Linear(32, 32),
+                               torch.nn.Tanh(), torch.nn.Linear(32, 3))
+
+def not_a_model():
+    return 42
+"""
+
+
+def depthlab(*args):
+    return subprocess.run([sys.executable, "-m", "depthlab.cli.main", *args],
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def user_files(tmp_path):
+    (tmp_path / "net.py").write_text(FACTORY)
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.normal(size=(300, 6)).astype(np.float32),
+             y=rng.integers(0, 3, 300))
+    return tmp_path
+
+
+def test_user_model_and_npz(user_files):
+    out = depthlab("diagnose", "--model", f"{user_files / 'net.py'}:make", "--data",
+                   str(user_files / "d.npz"), "--probes", "signal,gradients,jacobian,meanfield",
+                   "--json", str(user_files / "r.json"), "--out", str(user_files / "report"))
+    assert out.returncode == 0, out.stderr
+    result = json.loads((user_files / "r.json").read_text())
+    assert result["verdict"] in {"trainable", "vanishing signal", "vanishing gradients"}
+    assert result["n_samples"] == 300
+    assert [row["name"] for row in result["signal"]["layers"]] == ["0", "2", "4"]
+    assert all({"name", "mean", "var"} <= set(r) for r in result["signal"]["layers"])
+    assert all("grad_norm" in r for r in result["gradients"]["layers"])
+    assert len(result["jacobian"]["singular_values"]) == 16 * 3
+    assert result["meanfield"]["phase"] in {"ordered", "chaotic", "critical"}
+    assert "chi1" in result["meanfield"]
+    page = (user_files / "report" / "index.html").read_text()
+    assert result["verdict"] in page
+    for png in ("signal.png", "gradients.png", "jacobian.png"):
+        assert (user_files / "report" / png).stat().st_size > 1000
+        assert png in page
+
+
+def test_spec_file(tmp_path):
+    spec = tmp_path / "run.yaml"
+    spec.write_text("arch: {family: mlp, depth: 40, width: 64, act: relu, init: lecun}\n"
+                    "data: {name: iris}\n")
+    out = depthlab("diagnose", "--spec", str(spec), "--probes", "signal,gradients",
+                   "--json", str(tmp_path / "r.json"))
+    assert out.returncode == 0, out.stderr
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["verdict"] == "vanishing signal"
+    assert len(result["signal"]["seeds"]["second_moment_ratio"]) == 3
+    assert "vanishing signal" in out.stdout
+
+
+BAD = [
+    (["--model", "{d}/net.py:nope", "--data", "{d}/d.npz"], "factory 'nope' not found"),
+    (["--model", "{d}/net.py:not_a_model", "--data", "{d}/d.npz"], "returned int"),
+    (["--model", "{d}/missing.py:make", "--data", "{d}/d.npz"], "model file not found"),
+    (["--model", "{d}/net.py:make", "--data", "{d}/wide.npz"], "rejects inputs of shape (9,)"),
+    (["--model", "{d}/net.py:make", "--data", "{d}/d.npz", "--probes", "signal,xray"],
+     "unknown probe 'xray'; choices:"),
+    (["--preset", "nope", "--data", "iris"], "unknown preset 'nope'"),
+    (["--data", "iris"], "give exactly one of"),
+    (["--model", "{d}/net.py:make"], "--model needs --data"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD)
+def test_bad_input_gives_one_clear_line(user_files, args, message):
+    np.savez(user_files / "wide.npz", x=np.zeros((10, 9), np.float32), y=np.zeros(10, int))
+    out = depthlab("diagnose", *[a.format(d=user_files) for a in args])
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], out.stderr
+    assert "Traceback" not in out.stderr
