@@ -73,12 +73,13 @@ def find_classifier(model: nn.Module, name: str = "") -> tuple[str, nn.Linear]:
     choices = ", ".join(n for n, _ in linears) or "(none)"
     if name not in modules:
         raise ProbeError(f"no module named {name!r}; nn.Linear modules: {choices}")
-    if not isinstance(modules[name], nn.Linear):
+    module = modules[name]
+    if not isinstance(module, nn.Linear):
         raise ProbeError(
-            f"classifier {name!r} is a {type(modules[name]).__name__}, not an nn.Linear; "
+            f"classifier {name!r} is a {type(module).__name__}, not an nn.Linear; "
             f"nn.Linear modules: {choices}"
         )
-    return name, modules[name]  # type: ignore[return-value]
+    return name, module
 
 
 def penultimate(
@@ -211,7 +212,9 @@ class Collapse(Probe):
         y = batch.y.reshape(-1)
         if len(y) != len(batch.x):
             raise ProbeError(f"x has {len(batch.x)} samples but y has {len(y)} labels")
-        if len(y) and (int(y.min()) < 0 or int(y.max()) >= classifier.out_features):
+        if len(y) == 0:
+            raise ProbeError("collapse needs samples; the batch is empty")
+        if int(y.min()) < 0 or int(y.max()) >= classifier.out_features:
             raise ProbeError(
                 f"labels span {int(y.min())}..{int(y.max())} but classifier {name!r} has "
                 f"{classifier.out_features} outputs"
@@ -219,6 +222,8 @@ class Collapse(Probe):
         if self.params.eval_mode:
             model.eval()
         h, logits = penultimate(model, classifier, batch.x, self.params.chunk_size)
+        if not (bool(torch.isfinite(h).all()) and bool(torch.isfinite(logits).all())):
+            raise ProbeError(f"the input or output of classifier {name!r} holds NaN/inf values")
         out = collapse_metrics(
             h.double().numpy(),
             y.numpy(),

@@ -150,6 +150,8 @@ class Weights(Probe):
             weight = module.weight
             if isinstance(weight, nn.parameter.UninitializedParameter):
                 raise ProbeError(f"layer {name!r} is lazy and uninitialised; run a forward first")
+            if not bool(torch.isfinite(weight).all()):
+                raise ProbeError(f"layer {name!r} has NaN/inf weights; no spectrum to measure")
             stats = spectrum_stats(
                 as_matrix(weight),
                 top_k=p.top_k,
