@@ -51,21 +51,34 @@ def mnist1d_reference(seed: int = 0, shuffled: bool = False) -> list[RunSpec]:
     reference accuracies are 32 %, 68 % and 94 % (Greydanus 2020). ``shuffled`` uses the
     sequence-shuffled variant, where the CNN's spatial prior no longer helps.
     """
-    data = DataSpec(name="mnist1d_shuffled" if shuffled else "mnist1d", seed=seed,
-                    val_fraction=0.0)
+    data = DataSpec(name="mnist1d_shuffled" if shuffled else "mnist1d", seed=seed, val_fraction=0.0)
 
     def train(lr: float, epochs: int) -> TrainSpec:
-        return TrainSpec(optimizer="adam", lr=lr, epochs=epochs, batch_size=50,
-                         schedule="cosine", seed=seed)
+        return TrainSpec(
+            optimizer="adam", lr=lr, epochs=epochs, batch_size=50, schedule="cosine", seed=seed
+        )
 
     return [
-        RunSpec(name="logistic", arch=ArchSpec(family="mlp", depth=0, init="he"), data=data,
-                train=train(1e-2, 20)),
-        RunSpec(name="mlp", arch=ArchSpec(family="mlp", depth=2, width=100, init="he"),
-                data=data, train=train(1e-2, 40)),
-        RunSpec(name="cnn", arch=ArchSpec(family="cnn1d", depth=3, width=25, kernel=(5, 3, 3),
-                                          stride=2, padding=1, init="he"),
-                data=data, train=train(2e-2, 40)),
+        RunSpec(
+            name="logistic",
+            arch=ArchSpec(family="mlp", depth=0, init="he"),
+            data=data,
+            train=train(1e-2, 20),
+        ),
+        RunSpec(
+            name="mlp",
+            arch=ArchSpec(family="mlp", depth=2, width=100, init="he"),
+            data=data,
+            train=train(1e-2, 40),
+        ),
+        RunSpec(
+            name="cnn",
+            arch=ArchSpec(
+                family="cnn1d", depth=3, width=25, kernel=(5, 3, 3), stride=2, padding=1, init="he"
+            ),
+            data=data,
+            train=train(2e-2, 40),
+        ),
     ]
 
 

@@ -24,6 +24,7 @@ from depthlab.exceptions import ProbeError, SpecError
 from depthlab.probes.base import Probe, ProbeBatch, register_probe
 from depthlab.probes.layers import weight_layers
 from depthlab.spec import Spec
+from depthlab.spec.base import check_min
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,10 +34,8 @@ class GradientsParams(Spec):
     lr: float = 1e-3
 
     def _check(self) -> None:
-        if self.batch_size < 1:
-            raise SpecError("batch_size", f"{self.batch_size!r} is not valid; expected >= 1")
-        if self.train_steps < 0:
-            raise SpecError("train_steps", f"{self.train_steps!r} is not valid; expected >= 0")
+        check_min("batch_size", self.batch_size, 1)
+        check_min("train_steps", self.train_steps, 0)
         if self.lr <= 0:
             raise SpecError("lr", f"{self.lr!r} is not valid; expected > 0")
 

@@ -17,10 +17,11 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev, jvp, vmap
 
-from depthlab.exceptions import ProbeError, SpecError
+from depthlab.exceptions import ProbeError
 from depthlab.probes.base import Probe, ProbeBatch, register_probe
 from depthlab.probes.layers import weight_layers
 from depthlab.spec import Spec
+from depthlab.spec.base import check_min
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,8 +29,7 @@ class JacobianParams(Spec):
     samples: int = 16
 
     def _check(self) -> None:
-        if self.samples < 1:
-            raise SpecError("samples", f"{self.samples!r} is not valid; expected >= 1")
+        check_min("samples", self.samples, 1)
 
 
 def input_jacobians(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

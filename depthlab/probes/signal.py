@@ -18,10 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from depthlab.exceptions import ProbeError, SpecError
+from depthlab.exceptions import ProbeError
 from depthlab.probes.base import Probe, ProbeBatch, register_probe
 from depthlab.probes.layers import ELEMENTWISE, WEIGHT_LAYERS, per_sample
 from depthlab.spec import Spec
+from depthlab.spec.base import check_min
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,10 +31,8 @@ class SignalParams(Spec):
     samples: int = 512
 
     def _check(self) -> None:
-        if self.pairs < 1:
-            raise SpecError("pairs", f"{self.pairs!r} is not valid; expected >= 1")
-        if self.samples < 2:
-            raise SpecError("samples", f"{self.samples!r} is not valid; expected >= 2")
+        check_min("pairs", self.pairs, 1)
+        check_min("samples", self.samples, 2)
 
 
 @register_probe("signal")

@@ -8,7 +8,7 @@ from typing import Any
 
 from depthlab import _registry as reg
 from depthlab.exceptions import SpecError
-from depthlab.spec.base import Spec, check_choice, check_positive_ints, import_callable
+from depthlab.spec.base import Spec, check_choice, check_min, check_positive_ints, import_callable
 
 RESIDUAL_SCALINGS = ("none", "fixed", "inv_sqrt_depth", "rezero")
 DROPOUT_KINDS = ("auto", "standard", "alpha")
@@ -59,8 +59,7 @@ class ArchSpec(Spec):
         check_component("act", self.act, reg.ACTIVATIONS)
         check_component("init", self.init, reg.INITS)
         check_component("norm", self.norm, reg.NORMS)
-        if self.depth < 0:
-            raise SpecError("depth", f"{self.depth!r} is not valid; expected an integer >= 0")
+        check_min("depth", self.depth, 0)
         check_positive_ints("width", self.width)
         if isinstance(self.width, tuple) and len(self.width) != self.depth:
             raise SpecError(
@@ -73,8 +72,7 @@ class ArchSpec(Spec):
         check_choice("dropout_kind", self.dropout_kind, DROPOUT_KINDS)
         if not 0.0 <= self.dropout < 1.0:
             raise SpecError("dropout", f"{self.dropout!r} is not valid; expected 0 <= p < 1")
-        if self.sigma_b < 0:
-            raise SpecError("sigma_b", f"{self.sigma_b!r} is not valid; expected >= 0")
+        check_min("sigma_b", self.sigma_b, 0)
         check_positive_ints("kernel", self.kernel)
         check_positive_ints("stride", self.stride)
         check_positive_ints("padding", self.padding, minimum=0)

@@ -153,6 +153,13 @@ def check_range(
         raise SpecError(field, f"{value!r} is not valid; expected {left}value{right}")
 
 
+def check_min(field: str, value: float, minimum: float, hint: str = "") -> None:
+    """``value >= minimum`` or a ``SpecError`` saying so (``hint`` adds what a value means)."""
+    if value < minimum:
+        extra = f" {hint}" if hint else ""
+        raise SpecError(field, f"{value!r} is not valid; expected >= {minimum}{extra}")
+
+
 def check_positive_ints(field: str, value: int | tuple[int, ...], minimum: int = 1) -> None:
     items = value if isinstance(value, tuple) else (value,)
     if not items:

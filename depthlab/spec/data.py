@@ -6,7 +6,7 @@ import dataclasses
 
 from depthlab import _registry as reg
 from depthlab.exceptions import SpecError
-from depthlab.spec.base import Spec, check_choice, check_range
+from depthlab.spec.base import Spec, check_choice, check_min, check_range
 
 TASKS = ("auto", "classification", "regression")
 
@@ -51,13 +51,9 @@ class DataSpec(Spec):
         check_choice("task", self.task, TASKS)
         if self.n_samples is not None and self.n_samples < 10:
             raise SpecError("n_samples", f"{self.n_samples!r} is not valid; expected >= 10")
-        if self.n_features < 1:
-            raise SpecError("n_features", f"{self.n_features!r} is not valid; expected >= 1")
-        if self.n_classes < 2:
-            raise SpecError("n_classes", f"{self.n_classes!r} is not valid; expected >= 2")
-        if self.teacher_depth < 0:
-            raise SpecError("teacher_depth", f"{self.teacher_depth!r} is not valid; expected >= 0")
-        if self.teacher_width < 1:
-            raise SpecError("teacher_width", f"{self.teacher_width!r} is not valid; expected >= 1")
+        check_min("n_features", self.n_features, 1)
+        check_min("n_classes", self.n_classes, 2)
+        check_min("teacher_depth", self.teacher_depth, 0)
+        check_min("teacher_width", self.teacher_width, 1)
         reg.ACTIVATIONS.get(self.teacher_act, field="teacher_act")
         check_range("noise", self.noise, 0.0)

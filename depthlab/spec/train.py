@@ -7,7 +7,7 @@ from typing import Any
 
 from depthlab import _registry as reg
 from depthlab.exceptions import SpecError
-from depthlab.spec.base import Spec, check_choice, check_range
+from depthlab.spec.base import Spec, check_choice, check_min, check_range
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
@@ -46,8 +46,7 @@ class TrainSpec(Spec):
         check_range("lr", self.lr, 0.0, lo_open=True)
         check_range("momentum", self.momentum, 0.0, 1.0, hi_open=True)
         check_range("weight_decay", self.weight_decay, 0.0)
-        if self.epochs < 1:
-            raise SpecError("epochs", f"{self.epochs!r} is not valid; expected an integer >= 1")
+        check_min("epochs", self.epochs, 1)
         if self.batch_size < 0:
             raise SpecError(
                 "batch_size",
@@ -55,8 +54,7 @@ class TrainSpec(Spec):
             )
         check_choice("schedule", self.schedule, SCHEDULES)
         check_range("warmup_epochs", self.warmup_epochs, 0.0)
-        if self.step_size < 1:
-            raise SpecError("step_size", f"{self.step_size!r} is not valid; expected >= 1")
+        check_min("step_size", self.step_size, 1)
         check_range("step_gamma", self.step_gamma, 0.0, 1.0, lo_open=True)
         check_range("grad_clip", self.grad_clip, 0.0)
         check_choice("loss", self.loss, LOSSES)

@@ -12,8 +12,8 @@ import dataclasses
 
 import torch
 
-from depthlab.exceptions import SpecError
 from depthlab.spec import Spec
+from depthlab.spec.base import check_min
 from depthlab.train.callbacks import Technique, TrainState, register_technique
 
 
@@ -23,10 +23,8 @@ class GradientNoiseParams(Spec):
     gamma: float = 0.55
 
     def _check(self) -> None:
-        if self.eta < 0:
-            raise SpecError("eta", f"{self.eta!r} is not valid; expected >= 0")
-        if self.gamma < 0:
-            raise SpecError("gamma", f"{self.gamma!r} is not valid; expected >= 0")
+        check_min("eta", self.eta, 0)
+        check_min("gamma", self.gamma, 0)
 
 
 def noise_variance(step: int, eta: float, gamma: float) -> float:
