@@ -49,6 +49,11 @@ OPTIMIZERS = ("sgd", "adam")
 
 @dataclasses.dataclass(frozen=True)
 class NTKParams(Spec):
+    """``samples``: the first N inputs of the batch (all if fewer). ``method``: see above.
+    ``train_steps`` > 0 adds ``relative_change`` after that many steps of ``optimizer`` with
+    step ``lr`` on a copy. ``return_kernel`` adds Θ itself (N×N). ``memory_mb``: what the
+    Jacobian-forming paths may hold; ``auto`` avoids methods over it, chunks are sized to it."""
+
     samples: int = 128
     method: str = "auto"
     train_steps: int = 0
@@ -112,8 +117,10 @@ def empirical_ntk(
     params = _trainable(model)
     if not params:
         raise ProbeError("the model has no trainable parameters (requires_grad); Θ is empty")
-    with torch.enable_grad():
+    with torch.no_grad():
         out = model(x[:1])
+    if not isinstance(out, torch.Tensor):
+        raise ProbeError(f"ntk needs a model that returns one tensor, got {type(out).__name__}")
     k = out.numel()
     itemsize = next(iter(params.values())).element_size()
     budget = int(memory_mb * 2**20 / itemsize)
@@ -170,7 +177,7 @@ def _train_copy(model: nn.Module, batch: ProbeBatch, p: NTKParams) -> tuple[nn.M
     with torch.enable_grad():
         for _ in range(p.train_steps):
             loss = batch.loss_fn(clone(batch.x), batch.y)
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -198,9 +205,11 @@ class NTKProbe(Probe):
             moved, _ = empirical_ntk(
                 clone, x, method=info["method"], memory_mb=p.memory_mb, seed=seed
             )
-            base = float(theta.norm())
-            change = float((moved - theta).norm())
-            result["relative_change"] = change / base if base > 0 else math.inf
+            base, change = float(theta.norm()), float((moved - theta).norm())
+            if base > 0:
+                result["relative_change"] = change / base
+            else:
+                result["relative_change"] = 0.0 if change == 0 else math.inf
             result["train_loss"] = losses
         if p.return_kernel:
             result["kernel"] = theta.tolist()

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
 from torch.func import functional_call, grad, jacrev, jvp, vjp, vmap
+
+from depthlab.exceptions import ProbeError
 
 
 @contextlib.contextmanager
@@ -30,7 +32,7 @@ def _quiet_vmap() -> Iterator[None]:
         warnings.filterwarnings("ignore", message=".*performance drop.*")
         # torch's first forward-mode AD call scripts its own decompositions with the deprecated
         # torch.jit.script: torch's internals, nothing the caller can act on.
-        warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", ".*torch.jit.script.*", DeprecationWarning)
         yield
 
 
@@ -106,13 +108,33 @@ def ntvp_kernel(
     """Θ over the parameters ``names`` by NTK-vector products, float64 ``(N, N)``."""
     n = len(x)
     wanted, fixed = _split(model, names)
-    size = sum(v.numel() for v in wanted.values())
 
     def f_one(p: dict, xi: torch.Tensor) -> torch.Tensor:
         return functional_call(model, {**fixed, **p}, (xi.unsqueeze(0),)).reshape(-1)
 
     def f_all(p: dict) -> torch.Tensor:
         return functional_call(model, {**fixed, **p}, (x,)).reshape(n, -1)
+
+    try:
+        with _quiet_vmap():
+            return _ntvp_columns(f_one, f_all, wanted, x, budget)
+    except (RuntimeError, NotImplementedError) as exc:
+        raise ProbeError(
+            f"method ntvp needs torch.func (vmap, jvp) to run the model, which failed: {exc}; "
+            "use method layerwise or jacobian"
+        ) from exc
+
+
+def _ntvp_columns(
+    f_one: Callable[[dict, torch.Tensor], torch.Tensor],
+    f_all: Callable[[dict], torch.Tensor],
+    wanted: dict[str, torch.Tensor],
+    x: torch.Tensor,
+    budget: int,
+) -> torch.Tensor:
+    n = len(x)
+    out, pullback = vjp(f_all, wanted)
+    k = out.shape[1]
 
     def push_forward(tangent: dict) -> torch.Tensor:  # J t by forward mode
         return jvp(f_all, (wanted,), (tangent,))[1]
@@ -125,23 +147,19 @@ def ntvp_kernel(
 
         return grad(inner)(torch.zeros_like(out))
 
+    size = sum(v.numel() for v in wanted.values())
+    chunk = _chunk(budget, 3 * k * size, n)
     theta = torch.zeros(n, n, dtype=torch.float64)
     push = push_forward
-    with _quiet_vmap():
-        out, pullback = vjp(f_all, wanted)
-        k = out.shape[1]
-        chunk = _chunk(budget, 3 * k * size, n)
-        for start in range(0, n, chunk):
-            xs = x[start : start + chunk]
-            rows = vmap(jacrev(f_one), in_dims=(None, 0))(wanted, xs)  # J_jk, (c, K, ...)
-            tangents = {name: v.reshape(-1, *v.shape[2:]) for name, v in rows.items()}
-            try:
-                cols = vmap(push)(tangents)
-            except (RuntimeError, NotImplementedError):
-                if push is push_reverse:
-                    raise
-                push = push_reverse
-                cols = vmap(push)(tangents)
-            cols = cols.reshape(len(xs), k, n, k)  # [j, k, i, k']
-            theta[:, start : start + len(xs)] = torch.einsum("jkik->ij", cols).double()
+    for start in range(0, n, chunk):
+        xs = x[start : start + chunk]
+        rows = vmap(jacrev(f_one), in_dims=(None, 0))(wanted, xs)  # J_jk, (c, K, ...)
+        tangents = {name: v.reshape(-1, *v.shape[2:]) for name, v in rows.items()}
+        try:
+            cols = vmap(push)(tangents)
+        except (RuntimeError, NotImplementedError):
+            push = push_reverse
+            cols = vmap(push)(tangents)
+        cols = cols.reshape(len(xs), k, n, k)  # [j, k, i, k']
+        theta[:, start : start + len(xs)] = torch.einsum("jkik->ij", cols).double()
     return theta

@@ -87,30 +87,30 @@ def layer_inputs(module: nn.Module, a: torch.Tensor) -> torch.Tensor:
 
 
 def layer_deltas(module: nn.Module, d: torch.Tensor) -> torch.Tensor:
-    """``(K, N, *y.shape[1:])`` output gradients as ``(K, N, P, G, d_out)``."""
-    k, n = d.shape[:2]
-    if isinstance(module, nn.Linear):
-        return d.reshape(k, n, -1, 1, d.shape[-1])
+    """Output gradients ``(N, K, *y.shape[1:])`` as ``(N, P, G, K, d_out)``."""
+    n, k = d.shape[:2]
+    if isinstance(module, nn.Linear):  # a view, no copy, for the usual 2-D input
+        return d.reshape(n, k, -1, 1, d.shape[-1]).permute(0, 2, 3, 1, 4)
     g = module.groups
-    return d.reshape(k, n, g, d.shape[2] // g, -1).permute(0, 1, 4, 2, 3)
+    return d.reshape(n, k, g, d.shape[2] // g, -1).permute(0, 4, 2, 1, 3)
 
 
 def layer_block(
     a: torch.Tensor, d: torch.Tensor, weight: bool, bias: bool, budget: int
 ) -> torch.Tensor:
     """The layer's ``(N, N)`` share of Θ from inputs ``(N, P, G, di)`` and deltas
-    ``(K, N, P, G, do)``; ``budget`` caps the elements of any intermediate."""
-    k, n, p, g, do = d.shape
+    ``(N, P, G, K, do)``; ``budget`` caps the elements of any intermediate."""
+    n, p, g, k, do = d.shape
     di = a.shape[-1]
     theta = a.new_zeros(n, n)
     if bias:
-        gb = d.sum(2).transpose(0, 1).reshape(n, -1)  # per-sample bias gradient, all k
+        gb = d.sum(1).reshape(n, -1)  # per-sample bias gradient, all k
         theta += gb @ gb.T
     if not weight:
         return theta
     for gi in range(g):
         ag = a[:, :, gi]  # (N, P, di)
-        dg = d[:, :, :, gi].permute(1, 2, 0, 3).reshape(n, p, k * do)  # (N, P, K·do)
+        dg = d[:, :, gi].reshape(n, p, k * do)  # (N, P, K·do)
         if p == 1:
             theta += (dg[:, 0] @ dg[:, 0].T) * (ag[:, 0] @ ag[:, 0].T)
             continue
@@ -137,7 +137,7 @@ def _rebuilt_grads(
 ) -> tuple[dict[str, torch.Tensor], float]:
     """Σ_i Σ_k c_ik ∂f_k(x_i)/∂θ of the module from hooked (a, δ), and a bound on the size of
     the terms summed (for the roundoff tolerance)."""
-    e = torch.einsum("nk,knpgo->npgo", c, d)
+    e = torch.einsum("nk,npgko->npgo", c, d)
     out = {"weight": torch.einsum("npgo,npgi->goi", e, a).reshape(module.weight.shape)}
     if module.bias is not None:
         out["bias"] = e.sum((0, 1)).reshape(-1)
@@ -198,14 +198,16 @@ def layerwise_kernel(
         if len(small[m]) == len(big[m]) == len(calls[m])
         and (n == 1 or (all(s == 1 for s in small[m]) and all(b == n for b in big[m])))
     ]
+    if not out.requires_grad:  # no trainable parameter reaches the output: Θ = 0
+        keep = []
     outputs = [y for m in keep for _, y in calls[m]]
     k_out = out.shape[1]
-    deltas = [y.new_zeros((k_out, *y.shape)) for y in outputs]
-    for k in range(k_out):
+    deltas = [y.new_zeros((n, k_out, *y.shape[1:])) for y in outputs]
+    for k in range(k_out if outputs else 0):
         grads = torch.autograd.grad(out[:, k].sum(), outputs, retain_graph=True, allow_unused=True)
         for buf, g in zip(deltas, grads, strict=True):
             if g is not None:
-                buf[k] = g
+                buf[:, k] = g
     # Self-check with random output weights c: rebuilt Σ c_ik ∂f_k(x_i)/∂θ against autograd.
     c = torch.randn(out.shape, generator=generator, dtype=torch.float64).to(out.dtype)
     params = [p for m in keep for p in m.parameters(recurse=False) if p.requires_grad]
@@ -222,8 +224,10 @@ def layerwise_kernel(
         shaped = [(layer_inputs(m, a), layer_deltas(m, next(it)).detach()) for a, _ in calls[m]]
         if not shaped:
             continue
-        a = torch.cat([s[0] for s in shaped], dim=1)
-        d = torch.cat([s[1] for s in shaped], dim=2)
+        a, d = shaped[0]
+        if len(shaped) > 1:
+            a = torch.cat([s[0] for s in shaped], dim=1)
+            d = torch.cat([s[1] for s in shaped], dim=1)
         rebuilt, scale = _rebuilt_grads(m, a, d, c)
         ok = True
         for name, p in m.named_parameters(recurse=False):
