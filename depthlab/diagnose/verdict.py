@@ -13,6 +13,9 @@ exploding gradients          ‖∂L/∂h¹‖ / ‖∂L/∂h^L‖              
 ill-conditioned              empirical NTK condition number λ_max/λ_min     > 1e7
 ============================ ============================================== ===============
 
+The NTK rule applies only to networks with at least N·K parameters (N samples, K outputs): a
+smaller network's kernel is singular by construction.
+
 No rule firing gives ``trainable``. The advice names the critical initialisation of the
 network's own activation, computed by mean-field theory, and the architectural fixes
 (self-normalizing SELU + LeCun, normalization layers, residual scaling).
@@ -107,7 +110,12 @@ def judge(results: dict[str, Any]) -> tuple[str, list[Finding]]:
                     advice["exploding"],
                 )
             )
-    if ntk and ntk.get("condition_number", 0) > ILL_CONDITIONED:
+    # A kernel on N samples with K outputs can be full rank only if the net has ≥ N·K
+    # parameters; a smaller net (a linear model) is singular by construction, not badly scaled.
+    can_be_full_rank = ntk and ntk.get("n_params", math.inf) >= ntk.get("n_samples", 0) * ntk.get(
+        "n_outputs", 1
+    )
+    if ntk and can_be_full_rank and ntk.get("condition_number", 0) > ILL_CONDITIONED:
         findings.append(
             Finding(
                 "ill-conditioned",

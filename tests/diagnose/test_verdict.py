@@ -73,10 +73,24 @@ def test_tanh_advice_names_its_critical_point():
 
 
 def test_ill_conditioned_rule_reads_the_ntk():
-    base = {"ntk": {"condition_number": 1e9, "eigenvalues": [1.0, 1e-9]}}
+    base = {"ntk": {"condition_number": 1e9, "n_params": 500, "n_samples": 2, "n_outputs": 3}}
     verdict, findings = judge(base)
     assert verdict == "ill-conditioned" and "1e+09" in findings[0].evidence
     assert judge({"ntk": {"condition_number": 1e3}})[0] == "trainable"
+    # A net with fewer parameters than samples × outputs has a singular kernel by construction.
+    small = {"ntk": {"condition_number": math.inf, "n_params": 41, "n_samples": 128,
+                     "n_outputs": 10}}
+    assert judge(small)[0] == "trainable"
+
+
+def test_ill_conditioned_on_a_network_with_duplicated_inputs():
+    model = _net(depth=3, width=64)
+    x = torch.randn(32, 20, generator=torch.Generator().manual_seed(0))
+    x[16:] = x[:16]  # every input twice: two identical rows in the kernel
+    batch = ProbeBatch.from_tensors(x, torch.arange(32) % 4)
+    result = diagnose(model, batch, DiagnoseOptions(probes=("ntk",), ntk_samples=32),
+                      progress=False)
+    assert result["verdict"] == "ill-conditioned"
 
 
 def test_thresholds_are_the_documented_ones():
