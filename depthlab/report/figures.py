@@ -138,7 +138,10 @@ def hessian_figure(diagnoses: list[Diagnosis], path: Path) -> Path | None:
         if not h or not h.get("density"):
             return False
         dens = h["density"]
-        ax.plot(dens["grid"], _positive(dens["values"]), label=d["name"])
+        values = _positive(dens["values"])
+        # The Gaussian broadening's far tails carry no information; show six decades.
+        floor = max((v for v in values if v == v), default=0.0) * 1e-6
+        ax.plot(dens["grid"], [v if v >= floor else math.nan for v in values], label=d["name"])
         return True
 
     return _figure(
