@@ -12,7 +12,8 @@ from depthlab.report.figures import write_figures
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
 h1 { font-size: 1.6rem; } h2 { margin-top: 2rem; font-size: 1.2rem; }
-table { border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }
+table { border-collapse: collapse; margin: 1rem 0; font-size: 0.85rem; display: block;
+        overflow-x: auto; }
 th, td { border: 1px solid #ccc; padding: 0.3rem 0.6rem; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 .ok { color: #176b2c; font-weight: 600; } .bad { color: #a4161a; font-weight: 600; }
