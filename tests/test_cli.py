@@ -123,8 +123,19 @@ def test_list_shows_components_and_rejects_unknown_kinds():
 
 
 def test_demo_runs_small(tmp_path):
-    out = depthlab("demo", "--epochs", "1", "--depth", "4", "--width", "16", "--probes",
-                   "signal,gradients,meanfield", "--out", str(tmp_path))
+    out = depthlab(
+        "demo",
+        "--epochs",
+        "1",
+        "--depth",
+        "4",
+        "--width",
+        "16",
+        "--probes",
+        "signal,gradients,meanfield",
+        "--out",
+        str(tmp_path),
+    )
     assert out.returncode == 0, out.stderr
     for name in ("relu+he", "relu+lecun", "tanh+critical", "selu+lecun"):
         assert name in out.stdout
@@ -132,6 +143,10 @@ def test_demo_runs_small(tmp_path):
     page = (tmp_path / "index.html").read_text()
     assert "test accuracy after training" in page and "signal.png" in page
     diagnosis = json.loads((tmp_path / "diagnosis.json").read_text())
-    assert [d["name"] for d in diagnosis["networks"]] == ["relu+he", "relu+lecun",
-                                                         "tanh+critical", "selu+lecun"]
+    assert [d["name"] for d in diagnosis["networks"]] == [
+        "relu+he",
+        "relu+lecun",
+        "tanh+critical",
+        "selu+lecun",
+    ]
     assert all(d["training"]["state"] == "COMPLETE" for d in diagnosis["networks"])

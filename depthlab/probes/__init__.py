@@ -3,6 +3,17 @@
 from depthlab.probes import gradients, jacobian, meanfield, signal  # noqa: F401  (registers)
 from depthlab.probes.base import Probe, ProbeBatch, preserved, register_probe
 from depthlab.probes.collapse import Collapse
+from depthlab.probes.hessian import HessianProbe
+from depthlab.probes.ntk import NTKProbe
 from depthlab.probes.weights import Weights
 
-__all__ = ["Collapse", "Probe", "ProbeBatch", "Weights", "preserved", "register_probe"]
+__all__ = [
+    "Collapse",
+    "HessianProbe",
+    "NTKProbe",
+    "Probe",
+    "ProbeBatch",
+    "Weights",
+    "preserved",
+    "register_probe",
+]

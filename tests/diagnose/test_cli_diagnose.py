@@ -23,23 +23,40 @@ def not_a_model():
 
 
 def depthlab(*args):
-    return subprocess.run([sys.executable, "-m", "depthlab.cli.main", *args],
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "depthlab.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.fixture
 def user_files(tmp_path):
     (tmp_path / "net.py").write_text(FACTORY)
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "d.npz", x=rng.normal(size=(300, 6)).astype(np.float32),
-             y=rng.integers(0, 3, 300))
+    np.savez(
+        tmp_path / "d.npz",
+        x=rng.normal(size=(300, 6)).astype(np.float32),
+        y=rng.integers(0, 3, 300),
+    )
     return tmp_path
 
 
 def test_user_model_and_npz(user_files):
-    out = depthlab("diagnose", "--model", f"{user_files / 'net.py'}:make", "--data",
-                   str(user_files / "d.npz"), "--probes", "signal,gradients,jacobian,meanfield",
-                   "--json", str(user_files / "r.json"), "--out", str(user_files / "report"))
+    out = depthlab(
+        "diagnose",
+        "--model",
+        f"{user_files / 'net.py'}:make",
+        "--data",
+        str(user_files / "d.npz"),
+        "--probes",
+        "signal,gradients,jacobian,meanfield",
+        "--json",
+        str(user_files / "r.json"),
+        "--out",
+        str(user_files / "report"),
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads((user_files / "r.json").read_text())
     assert result["verdict"] in {"trainable", "vanishing signal", "vanishing gradients"}
@@ -59,10 +76,18 @@ def test_user_model_and_npz(user_files):
 
 def test_spec_file(tmp_path):
     spec = tmp_path / "run.yaml"
-    spec.write_text("arch: {family: mlp, depth: 40, width: 64, act: relu, init: lecun}\n"
-                    "data: {name: iris}\n")
-    out = depthlab("diagnose", "--spec", str(spec), "--probes", "signal,gradients",
-                   "--json", str(tmp_path / "r.json"))
+    spec.write_text(
+        "arch: {family: mlp, depth: 40, width: 64, act: relu, init: lecun}\ndata: {name: iris}\n"
+    )
+    out = depthlab(
+        "diagnose",
+        "--spec",
+        str(spec),
+        "--probes",
+        "signal,gradients",
+        "--json",
+        str(tmp_path / "r.json"),
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["verdict"] == "vanishing signal"
@@ -75,8 +100,10 @@ BAD = [
     (["--model", "{d}/net.py:not_a_model", "--data", "{d}/d.npz"], "returned int"),
     (["--model", "{d}/missing.py:make", "--data", "{d}/d.npz"], "model file not found"),
     (["--model", "{d}/net.py:make", "--data", "{d}/wide.npz"], "rejects inputs of shape (9,)"),
-    (["--model", "{d}/net.py:make", "--data", "{d}/d.npz", "--probes", "signal,xray"],
-     "unknown probe 'xray'; choices:"),
+    (
+        ["--model", "{d}/net.py:make", "--data", "{d}/d.npz", "--probes", "signal,xray"],
+        "unknown probe 'xray'; choices:",
+    ),
     (["--preset", "nope", "--data", "iris"], "unknown preset 'nope'"),
     (["--data", "iris"], "give exactly one of"),
     (["--model", "{d}/net.py:make"], "--model needs --data"),

@@ -20,8 +20,9 @@ def _batch(d=20, n=128):
 
 
 def _net(act="relu", init="he", depth=32, width=128, scale=1.0, bias=0.0):
-    model = build_model(ArchSpec(depth=depth, width=width, act=act, init=init), in_shape=(20,),
-                        out_dim=4)
+    model = build_model(
+        ArchSpec(depth=depth, width=width, act=act, init=init), in_shape=(20,), out_dim=4
+    )
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.Linear):
@@ -78,8 +79,9 @@ def test_ill_conditioned_rule_reads_the_ntk():
     assert verdict == "ill-conditioned" and "1e+09" in findings[0].evidence
     assert judge({"ntk": {"condition_number": 1e3}})[0] == "trainable"
     # A net with fewer parameters than samples × outputs has a singular kernel by construction.
-    small = {"ntk": {"condition_number": math.inf, "n_params": 41, "n_samples": 128,
-                     "n_outputs": 10}}
+    small = {
+        "ntk": {"condition_number": math.inf, "n_params": 41, "n_samples": 128, "n_outputs": 10}
+    }
     assert judge(small)[0] == "trainable"
 
 
@@ -88,8 +90,9 @@ def test_ill_conditioned_on_a_network_with_duplicated_inputs():
     x = torch.randn(32, 20, generator=torch.Generator().manual_seed(0))
     x[16:] = x[:16]  # every input twice: two identical rows in the kernel
     batch = ProbeBatch.from_tensors(x, torch.arange(32) % 4)
-    result = diagnose(model, batch, DiagnoseOptions(probes=("ntk",), ntk_samples=32),
-                      progress=False)
+    result = diagnose(
+        model, batch, DiagnoseOptions(probes=("ntk",), ntk_samples=32), progress=False
+    )
     assert result["verdict"] == "ill-conditioned"
 
 
@@ -114,8 +117,12 @@ def test_wrong_input_is_one_clear_error(bad):
     from depthlab import ProbeError
 
     model = _net(depth=2)
-    batch = _batch(d=7) if bad == "shape" else ProbeBatch.from_tensors(
-        torch.randn(8, 20), torch.arange(8))
-    with pytest.raises(ProbeError, match="rejects inputs of shape" if bad == "shape"
-                       else "does not fit 8 classes"):
+    batch = (
+        _batch(d=7)
+        if bad == "shape"
+        else ProbeBatch.from_tensors(torch.randn(8, 20), torch.arange(8))
+    )
+    with pytest.raises(
+        ProbeError, match="rejects inputs of shape" if bad == "shape" else "does not fit 8 classes"
+    ):
         diagnose(model, batch, FAST, progress=False)

@@ -31,8 +31,9 @@ def test_signal_statistics_match_a_direct_computation():
             pre = block[0](h)
             expected.append((pre.mean().item(), pre.var().item(), pre.pow(2).mean().item()))
             h = block(h)
-        expected.append((lambda o: (o.mean().item(), o.var().item(), o.pow(2).mean().item()))(
-            model[-1](h)))
+        expected.append(
+            (lambda o: (o.mean().item(), o.var().item(), o.pow(2).mean().item()))(model[-1](h))
+        )
     got = [v for r in result["layers"] for v in (r["mean"], r["var"], r["second_moment"])]
     assert got == pytest.approx([v for row in expected for v in row], rel=1e-5, abs=1e-7)
     assert result["layers"][0]["name"] == "0.0"
@@ -62,10 +63,12 @@ def test_gradient_norms_match_autograd():
     loss = batch.loss_fn(model(batch.x), batch.y)
     grads = torch.autograd.grad(loss, [model[0][0].weight, model[1][0].weight, model[2].weight])
     assert [r["grad_norm"] for r in result["layers"]] == pytest.approx(
-        [g.norm().item() for g in grads], rel=1e-5)
+        [g.norm().item() for g in grads], rel=1e-5
+    )
     steps = GradientsProbe(GradientsProbe.Params(train_steps=3)).run(model, batch)["steps"]
     assert len(steps) == 3 and steps[0]["grad_norms"] == pytest.approx(
-        [r["grad_norm"] for r in result["layers"]], rel=1e-5)
+        [r["grad_norm"] for r in result["layers"]], rel=1e-5
+    )
 
 
 def test_output_gradient_norm_is_dloss_dlogits():
@@ -77,12 +80,24 @@ def test_output_gradient_norm_is_dloss_dlogits():
     assert result["layers"][-1]["delta_norm"] == pytest.approx(g.norm().item(), rel=1e-5)
 
 
-@pytest.mark.parametrize("spec,in_shape", [
-    (ArchSpec(depth=3, width=12, act="tanh"), (6,)),
-    (ArchSpec(family="resmlp", depth=2, width=12, norm="layer", residual="fixed",
-              residual_alpha=0.5), (6,)),
-    (ArchSpec(family="cnn1d", depth=2, width=3, stride=2), (12,)),
-])
+@pytest.mark.parametrize(
+    "spec,in_shape",
+    [
+        (ArchSpec(depth=3, width=12, act="tanh"), (6,)),
+        (
+            ArchSpec(
+                family="resmlp",
+                depth=2,
+                width=12,
+                norm="layer",
+                residual="fixed",
+                residual_alpha=0.5,
+            ),
+            (6,),
+        ),
+        (ArchSpec(family="cnn1d", depth=2, width=3, stride=2), (12,)),
+    ],
+)
 def test_jacobian_spectrum_matches_autograd(spec, in_shape):
     model = build_model(spec, in_shape=in_shape, out_dim=4).double()
     x = torch.randn(5, *in_shape, dtype=torch.float64)
@@ -115,8 +130,9 @@ def test_meanfield_matches_monte_carlo_on_a_wide_net():
 
 
 def test_meanfield_refuses_what_it_does_not_cover():
-    model = build_model(ArchSpec(family="resmlp", depth=2, width=8, norm="batch"), in_shape=(4,),
-                        out_dim=2)
+    model = build_model(
+        ArchSpec(family="resmlp", depth=2, width=8, norm="batch"), in_shape=(4,), out_dim=2
+    )
     with pytest.raises(ProbeError, match="this model has Residual"):
         MeanFieldProbe().run(model, _batch(d=4, classes=2))
     normed = build_model(ArchSpec(depth=2, width=8, norm="batch"), in_shape=(4,), out_dim=2)

@@ -11,18 +11,20 @@ from depthlab.probes import ProbeBatch
 
 MODELS = {
     "mlp-dropout": (ArchSpec(depth=3, width=16, dropout=0.2), (10,)),
-    "resmlp-batchnorm": (ArchSpec(family="resmlp", depth=2, width=12, norm="batch",
-                                  residual="rezero"), (10,)),
-    "cnn1d-layernorm": (ArchSpec(family="cnn1d", depth=2, width=4, norm="layer", stride=2),
-                        (16,)),
+    "resmlp-batchnorm": (
+        ArchSpec(family="resmlp", depth=2, width=12, norm="batch", residual="rezero"),
+        (10,),
+    ),
+    "cnn1d-layernorm": (ArchSpec(family="cnn1d", depth=2, width=4, norm="layer", stride=2), (16,)),
 }
 
 
 def _snapshot(model):
-    return ([m.training for m in model.modules()],
-            {k: v.clone() for k, v in model.state_dict().items()},
-            [(p.requires_grad, None if p.grad is None else p.grad.clone())
-             for p in model.parameters()])
+    return (
+        [m.training for m in model.modules()],
+        {k: v.clone() for k, v in model.state_dict().items()},
+        [(p.requires_grad, None if p.grad is None else p.grad.clone()) for p in model.parameters()],
+    )
 
 
 @pytest.mark.parametrize("probe_name", reg.PROBES.names())
@@ -35,8 +37,7 @@ def test_probe_leaves_the_model_as_it_found_it(probe_name, model_name, training)
     if training:  # a gradient left over from the user's own step must survive too
         model(torch.randn(4, *in_shape)).sum().backward()
     gen = torch.Generator().manual_seed(0)
-    batch = ProbeBatch.from_tensors(torch.randn(24, *in_shape, generator=gen),
-                                    torch.arange(24) % 3)
+    batch = ProbeBatch.from_tensors(torch.randn(24, *in_shape, generator=gen), torch.arange(24) % 3)
     before = _snapshot(model)
     probe = reg.PROBES.get(probe_name)()
     try:

@@ -1,0 +1,314 @@
+"""Matrix-free spectral estimators for a symmetric operator known only through its products.
+
+An operator is ``matmat(V) -> A V`` on a block of row vectors: ``V`` has shape ``(b, n)``, float64,
+and so has the result (row i is ``A @ V[i]``). Every estimator here accumulates in float64 (the
+vectors it keeps may be stored in the products' own precision, ``storage``), draws its randomness
+from an explicit ``torch.Generator``, and sends at most ``block`` vectors to one ``matmat`` call.
+Nothing here knows about networks: ``depthlab.probes.hvp`` supplies Hessian–vector products.
+
+- ``top_eigenvalues``: Lanczos with full reorthogonalisation and a Ritz-residual stopping rule.
+- ``hutchinson``, ``hutchpp``: trace estimates with a standard error and a confidence interval
+  (Hutchinson 1989; Meyer, Musco, Musco & Woodruff 2021, "Hutch++").
+- ``slq`` and ``density``: stochastic Lanczos quadrature (Golub & Meurant 1994; Ubaru, Chen &
+  Saad 2017; Ghorbani, Krishnan & Xiao 2019), the eigenvalue density as Gaussian bumps on a grid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import torch
+from scipy import stats
+
+MatMat = Callable[[torch.Tensor], torch.Tensor]
+F64 = torch.float64
+
+
+@dataclasses.dataclass(frozen=True)
+class TopEigen:
+    """The ``k`` largest Ritz values (descending) and their relative residual bounds.
+
+    ``residuals[i] = |β_m s_{m,i}| / |θ_i|`` where ``s_i`` is the i-th eigenvector of the
+    tridiagonal ``T_m``: the norm of ``A y_i − θ_i y_i`` for the Ritz vector ``y_i``, relative to
+    ``θ_i``, so some eigenvalue of ``A`` lies within ``residuals[i] · |θ_i|`` of ``θ_i``.
+    """
+
+    values: list[float]
+    residuals: list[float]
+    steps: int
+    converged: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class TraceEstimate:
+    """A trace estimate with its standard error and a two-sided ``confidence`` interval."""
+
+    value: float
+    stderr: float
+    low: float
+    high: float
+    confidence: float
+    method: str
+
+
+def rademacher(b: int, n: int, generator: torch.Generator) -> torch.Tensor:
+    """``(b, n)`` independent ±1 entries, float64."""
+    return torch.randint(0, 2, (b, n), generator=generator).to(F64).mul_(2).sub_(1)
+
+
+class _Basis:
+    """The orthonormal Lanczos vectors of ``b`` runs in lockstep, in chunks of shape ``(b, c, n)``.
+
+    Stored in ``dtype``, the products' precision: the products see their input rounded to it
+    anyway, so a float32 model loses nothing by float32 storage and halves the memory. The
+    projections that keep the basis orthogonal run in the same precision (orthogonality to
+    its epsilon is all the products can tell apart); the recurrence coefficients α, β and the
+    tridiagonal are float64.
+    """
+
+    def __init__(self, b: int, n: int, chunk: int, dtype: torch.dtype) -> None:
+        self.b, self.n, self.chunk, self.dtype, self.size = b, n, chunk, dtype, 0
+        self.chunks: list[torch.Tensor] = []
+
+    def append(self, q: torch.Tensor) -> None:
+        j = self.size % self.chunk
+        if j == 0:
+            self.chunks.append(torch.empty(self.b, self.chunk, self.n, dtype=self.dtype))
+        self.chunks[-1][:, j] = q
+        self.size += 1
+
+    def project_out(self, w: torch.Tensor) -> torch.Tensor:
+        """``w ← w − Q Qᵀ w`` per run, in place, twice: one classical Gram–Schmidt pass loses
+        orthogonality in proportion to the condition of the basis; a second pass restores it
+        ("twice is enough", Giraud et al. 2005)."""
+        for _ in range(2):
+            for i, c in enumerate(self.chunks):
+                q = c[:, : min(self.chunk, self.size - i * self.chunk)]
+                coef = torch.bmm(q, w.to(self.dtype).unsqueeze(2))
+                w.sub_(torch.bmm(q.transpose(1, 2), coef).squeeze(2))
+        return w
+
+
+def tridiagonal(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """``(b, m, m)`` symmetric tridiagonal matrices from diagonals ``alpha (b, m)`` and
+    off-diagonals ``beta (b, m-1)``."""
+    return torch.diag_embed(alpha) + torch.diag_embed(beta, 1) + torch.diag_embed(beta, -1)
+
+
+def lanczos(
+    matmat: MatMat,
+    v0: torch.Tensor,
+    steps: int,
+    *,
+    generator: torch.Generator,
+    stop: Callable[[torch.Tensor, torch.Tensor], bool] | None = None,
+    chunk: int | None = None,
+    storage: torch.dtype = F64,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``b`` Lanczos runs in lockstep from the rows of ``v0 (b, n)`` (float64, normalised in place
+    to become the first Lanczos vectors), with full reorthogonalisation.
+
+    Returns ``alpha (b, m)`` and ``beta (b, m)``: ``T_m = tridiagonal(alpha, beta[:, :-1])`` and
+    ``beta[:, -1]`` is the norm of the last residual. ``m ≤ min(steps, n)``; ``stop(alpha, beta)``
+    ends the iteration early. At most ``steps`` vectors of each run are stored, in ``storage``
+    precision (``_Basis``); the recurrence itself runs in float64. On breakdown
+    (an invariant subspace, β ≈ 0) a run continues from a random vector orthogonal to its basis
+    with β set to 0, so ``T`` decouples and the new block carries zero quadrature weight.
+    """
+    b, n = v0.shape
+    steps = min(steps, n)
+    basis = _Basis(b, n, chunk or steps, storage)
+    q = v0.div_(v0.norm(dim=1, keepdim=True))  # in place: v0 becomes the first vector
+    q_prev, beta = torch.zeros_like(q), torch.zeros(b, dtype=F64)
+    alphas: list[torch.Tensor] = []
+    betas: list[torch.Tensor] = []
+    scale = torch.zeros(b, dtype=F64)
+    for j in range(steps):
+        basis.append(q)
+        w = matmat(q)
+        alpha = (q * w).sum(1)
+        for i in range(b):  # w −= α q + β q_prev, in place (memory: a few n-vectors per run)
+            w[i].add_(q[i], alpha=-float(alpha[i])).add_(q_prev[i], alpha=-float(beta[i]))
+        w = basis.project_out(w)
+        beta = w.norm(dim=1)
+        alphas.append(alpha)
+        betas.append(beta)
+        a, bt = torch.stack(alphas, 1), torch.stack(betas, 1)
+        if (stop is not None and stop(a, bt)) or j + 1 == steps:
+            return a, bt
+        scale = torch.maximum(scale, alpha.abs() + beta)
+        broken = beta <= 1e-12 * scale.clamp_min(torch.finfo(F64).tiny)
+        if broken.any():
+            fresh = basis.project_out(torch.randn(b, n, generator=generator, dtype=F64))
+            w = torch.where(broken[:, None], fresh, w)
+            beta = torch.where(broken, 0.0, beta)
+            betas[-1] = beta
+            q_prev, q = q, w / w.norm(dim=1, keepdim=True)
+        else:
+            q_prev, q = q, w / beta[:, None]
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def top_eigenvalues(
+    matmat: MatMat,
+    n: int,
+    k: int,
+    *,
+    tol: float,
+    max_steps: int,
+    generator: torch.Generator,
+    storage: torch.dtype = F64,
+) -> TopEigen:
+    """The ``k`` largest (algebraic) eigenvalues of ``A`` by Lanczos from a Gaussian start.
+
+    Stops once every one of the top-``k`` Ritz values has relative residual bound
+    ``|β_m s_{m,i}| / |θ_i| ≤ tol`` (``TopEigen``), or after ``max_steps`` products. A simple
+    Lanczos run sees one copy of a repeated eigenvalue.
+    """
+    k = min(k, n)
+    result: dict[str, torch.Tensor] = {}
+
+    def ritz(alpha: torch.Tensor, beta: torch.Tensor) -> bool:
+        theta, s = torch.linalg.eigh(tridiagonal(alpha[0], beta[0, :-1]))
+        top = torch.arange(len(theta) - 1, max(len(theta) - k, 0) - 1, -1)
+        denom = theta[top].abs().clamp_min(theta.abs().max() * torch.finfo(F64).eps)
+        rel = (beta[0, -1] * s[-1, top]).abs() / denom.clamp_min(torch.finfo(F64).tiny)
+        result["values"], result["rel"] = theta[top], rel
+        return len(top) == k and bool((rel <= tol).all())
+
+    start = torch.randn(1, n, generator=generator, dtype=F64)
+    alpha, _ = lanczos(
+        matmat, start, max_steps, generator=generator, stop=ritz, chunk=4, storage=storage
+    )
+    rel = result["rel"]
+    return TopEigen(
+        values=result["values"].tolist(),
+        residuals=rel.tolist(),
+        steps=alpha.shape[1],
+        converged=len(rel) == k and bool((rel <= tol).all()),
+    )
+
+
+def _interval(value: float, samples: torch.Tensor, confidence: float, method: str) -> TraceEstimate:
+    """Student-t interval from the sample variance of ``samples`` (whose mean enters ``value``)."""
+    m = len(samples)
+    stderr = float(samples.std()) / math.sqrt(m) if m > 1 else math.inf
+    half = float(stats.t.ppf(0.5 + confidence / 2, m - 1)) * stderr if m > 1 else math.inf
+    return TraceEstimate(value, stderr, value - half, value + half, confidence, method)
+
+
+def hutchinson(
+    matmat: MatMat,
+    n: int,
+    products: int,
+    *,
+    generator: torch.Generator,
+    block: int = 1,
+    confidence: float = 0.95,
+) -> TraceEstimate:
+    """tr A ≈ (1/m) Σ zᵢᵀ A zᵢ with m = ``products`` Rademacher vectors zᵢ.
+
+    Unbiased, with variance 2(‖A‖_F² − Σ A_ii²)/m; the standard error is the sample standard
+    deviation of the zᵢᵀ A zᵢ over √m and the interval uses Student's t with m − 1 degrees of
+    freedom. The vectors are drawn ``block`` at a time: memory O(block · n).
+    """
+    samples = []
+    for start in range(0, products, block):
+        z = rademacher(min(block, products - start), n, generator)
+        samples.append((z * matmat(z)).sum(1))
+    values = torch.cat(samples)
+    return _interval(float(values.mean()), values, confidence, "hutchinson")
+
+
+def hutchpp(
+    matmat: MatMat,
+    n: int,
+    products: int,
+    *,
+    generator: torch.Generator,
+    block: int = 1,
+    confidence: float = 0.95,
+    storage: torch.dtype = F64,
+) -> TraceEstimate:
+    """Hutch++ (Meyer et al. 2021) with m = ``products`` products (m ≥ 6).
+
+    S has k = ⌊m/3⌋ Rademacher columns, Q = orth(A S), and with P = I − QQᵀ and the remaining
+    g = m − 2k Rademacher columns gᵢ of G:
+        tr A ≈ tr(Qᵀ A Q) + (1/g) Σ (P gᵢ)ᵀ A (P gᵢ).
+    Given Q the first term is exact and the second is Hutchinson's estimate of tr(PAP), so the
+    estimate is unbiased and its error is that of the residual part alone: the standard error is
+    the residual samples' standard deviation over √g (Student-t interval, g − 1 degrees of
+    freedom). Its error falls like 1/m, not 1/√m, when the spectrum decays. Memory: A S and Q,
+    O(k · n) in ``storage`` precision (the products'); the rest is streamed ``block`` vectors at
+    a time.
+    """
+    if products < 6:
+        raise ValueError(f"hutch++ needs at least 6 products, got {products}")
+    k, rest = products // 3, products - 2 * (products // 3)
+    sketch = torch.cat(
+        [
+            matmat(rademacher(min(block, k - s), n, generator)).to(storage)
+            for s in range(0, k, block)
+        ]
+    )
+    q = torch.linalg.qr(sketch.T).Q.T  # (≤ k, n), orthonormal rows
+    del sketch
+    exact = 0.0
+    for s in range(0, len(q), block):
+        rows = q[s : s + block].to(F64)
+        exact += float((rows * matmat(rows)).sum())
+    samples = []
+    for start in range(0, rest, block):
+        g = rademacher(min(block, rest - start), n, generator).to(storage)
+        g = (g - (g @ q.T) @ q).to(F64)
+        samples.append((g * matmat(g)).sum(1))
+    values = torch.cat(samples)
+    return _interval(exact + float(values.mean()), values, confidence, "hutch++")
+
+
+def slq(
+    matmat: MatMat,
+    n: int,
+    probes: int,
+    steps: int,
+    *,
+    generator: torch.Generator,
+    block: int = 1,
+    storage: torch.dtype = F64,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stochastic Lanczos quadrature: nodes and weights ``(probes, m)``, m = min(steps, n).
+
+    For each probe v = z/‖z‖ (z Rademacher), m Lanczos steps give T = U Λ Uᵀ; the nodes are Λ_k
+    and the weights U_{0k}², so Σ_k U_{0k}² f(Λ_k) ≈ vᵀ f(A) v and the average over probes
+    estimates (1/n) tr f(A). ``block`` probes run in lockstep (one batched product per step),
+    so at most ``block · m`` vectors of length n are held at once (in ``storage`` precision).
+    """
+    nodes, weights = [], []
+    for start in range(0, probes, block):
+        v0 = rademacher(min(block, probes - start), n, generator)
+        alpha, beta = lanczos(matmat, v0, steps, generator=generator, storage=storage)
+        del v0
+        lam, u = torch.linalg.eigh(tridiagonal(alpha, beta[:, :-1]))
+        nodes.append(lam)
+        weights.append(u[:, 0, :] ** 2)
+    return torch.cat(nodes), torch.cat(weights)
+
+
+def density(
+    nodes: torch.Tensor, weights: torch.Tensor, *, points: int, sigma: float
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The SLQ eigenvalue density on a grid: ``(grid, values, σ)``.
+
+    φ(t) = (1/p) Σ_probes Σ_k w_k g_σ(t − Λ_k), g_σ the normal density of standard deviation
+    σ = ``sigma`` · (max Λ − min Λ) (or ``sigma`` · max(|Λ|, 1) for a single point). The grid
+    spans [min Λ − 5σ, max Λ + 5σ], so φ integrates to 1 up to the quadrature error of the grid.
+    """
+    lo, hi = float(nodes.min()), float(nodes.max())
+    width = sigma * ((hi - lo) if hi > lo else max(abs(hi), 1.0))
+    grid = torch.linspace(lo - 5 * width, hi + 5 * width, points, dtype=F64)
+    z = (grid[:, None, None] - nodes[None]) / width
+    bumps = torch.exp(-0.5 * z**2) / (width * math.sqrt(2 * math.pi))
+    values = (bumps * weights[None]).sum(2).mean(1)
+    return grid, values, width
