@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import typing
 from typing import Any
 
 import torch
@@ -69,7 +70,7 @@ def layer_gradients(model: nn.Module, batch: ProbeBatch) -> list[dict[str, Any]]
     loss.backward()
     rows = []
     for name, module in layers:
-        w = module.weight
+        w = typing.cast(torch.Tensor, module.weight)
         g = torch.zeros_like(w) if w.grad is None else w.grad
         g_norm, w_norm = g.double().norm().item(), w.detach().double().norm().item()
         rows.append(

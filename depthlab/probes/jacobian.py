@@ -66,7 +66,7 @@ def layer_gains(model: nn.Module, x: torch.Tensor, seed: int) -> list[dict[str, 
     gen = torch.Generator().manual_seed(seed)
     v = torch.randn(x.shape, generator=gen, dtype=x.dtype)
     v = v / v.reshape(len(v), -1).norm(dim=1).reshape(-1, *[1] * (x.dim() - 1))
-    _, tangents = jvp(outputs, (x,), (v,))
+    tangents = jvp(outputs, (x,), (v,))[1]
     names = [name for name, _ in layers]
     rows, previous = [], torch.ones(len(x), dtype=torch.float64)
     # A layer applied several times (weight sharing) reports each application in order.
