@@ -6,9 +6,17 @@ order (n = ``n_params``), evaluated in eval mode (dropout off, batch-norm runnin
 is never formed: products Hv = ∇_θ(∇_θ L · v) feed the estimators of ``depthlab.probes.lanczos``:
 
 - ``top_eigenvalues``: the ``top_k`` largest eigenvalues, descending, by Lanczos with full
-  reorthogonalisation, stopped when every relative residual bound ``|β_m s_{m,i}| / |θ_i|`` is at
-  most ``tol`` (so some eigenvalue of H lies within ``tol · |θ_i|`` of each reported θ_i; the
-  products' rounding, ~1e-6 relative in float32, adds to this — use ``dtype: float64`` below it).
+  reorthogonalisation, stopped when every relative eigenvalue error bound
+  ``top_error_bounds[i] = min(r_i, r_i² / gap_i) / |θ_i|`` is at most ``eig_tol`` (default 1e-4),
+  where ``r_i = |β_m s_{m,i}|`` is the Ritz residual (``top_residuals`` holds ``r_i / |θ_i|``):
+  some eigenvalue lies within ``r_i`` of θ_i, and within ``r_i² / δ_i`` if δ_i is the distance
+  from θ_i to the rest of the spectrum (Kato–Temple; Parlett, *The Symmetric Eigenvalue Problem*,
+  1998). ``gap_i`` estimates δ_i conservatively from the other Ritz values, each widened by its
+  own residual (see ``lanczos.TopEigen`` for the estimate and its one blind spot: eigenvalues
+  Lanczos has not resolved yet). Set ``tol`` to also require ``r_i / |θ_i| ≤ tol`` (the Ritz
+  vectors' accuracy; the only rule before ``eig_tol``, then default 1e-6), and ``eig_tol: null``
+  to use ``tol`` alone. The products' rounding, ~1e-6 relative in float32, adds to either bound
+  — use ``dtype: float64`` below it.
 - ``trace``: Hutch++ (default) or Hutchinson with ``trace_products`` products, its standard error
   ``trace_stderr`` and a ``confidence`` interval ``trace_ci`` (Student t on the sample variance).
 - ``density``: the eigenvalue density of H (integrates to 1) by stochastic Lanczos quadrature,
@@ -55,7 +63,8 @@ class HessianParams(Spec):
     block: int = 1  # vectors per product call; > 1 also times batched calls (see above)
     dtype: str = "model"  # model | float64: the products' precision (estimators are float64)
     top_k: int = 5
-    tol: float = 1e-6  # relative Ritz residual bound at which Lanczos stops
+    eig_tol: float | None = 1e-4  # relative eigenvalue error bound at which Lanczos stops
+    tol: float | None = None  # and/or relative Ritz residual bound (the vectors' accuracy)
     max_steps: int = 100  # Lanczos steps (= products) at most for top_eigenvalues
     trace_method: str = "hutch++"  # hutch++ | hutchinson
     trace_products: int = 60
@@ -81,7 +90,11 @@ class HessianParams(Spec):
                 "trace_products",
                 f"{self.trace_products!r} is not valid; {self.trace_method} needs >= {least}",
             )
-        check_range("tol", self.tol, 0.0, 1.0, lo_open=True, hi_open=True)
+        if self.tol is None and self.eig_tol is None:
+            raise SpecError("eig_tol", "eig_tol and tol cannot both be null (Lanczos needs a stop)")
+        for name in ("tol", "eig_tol"):
+            if getattr(self, name) is not None:
+                check_range(name, getattr(self, name), 0.0, 1.0, lo_open=True, hi_open=True)
         check_range("confidence", self.confidence, 0.0, 1.0, lo_open=True, hi_open=True)
         check_range("density_sigma", self.density_sigma, 0.0, lo_open=True)
 
@@ -118,7 +131,10 @@ class HessianProbe(Probe):
             "n_params": op.n,
             "n_samples": len(batch.y),
             "loss": float(loss),
-            **dict.fromkeys(["top_eigenvalues", "top_residuals", "lanczos_steps", "converged"]),
+            **dict.fromkeys(
+                ["top_eigenvalues", "top_residuals", "top_error_bounds", "lanczos_steps"]
+            ),
+            "converged": None,
             **dict.fromkeys(["trace", "trace_stderr", "trace_ci", "trace_confidence"]),
             "trace_method": None,
             "density": None,
@@ -130,6 +146,7 @@ class HessianProbe(Probe):
                     op.n,
                     p.top_k,
                     tol=p.tol,
+                    eig_tol=p.eig_tol,
                     max_steps=p.max_steps,
                     generator=gen,
                     storage=storage,
@@ -137,6 +154,7 @@ class HessianProbe(Probe):
                 out.update(
                     top_eigenvalues=top.values,
                     top_residuals=top.residuals,
+                    top_error_bounds=top.error_bounds,
                     lanczos_steps=top.steps,
                     converged=top.converged,
                 )
