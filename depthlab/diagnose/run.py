@@ -151,6 +151,7 @@ def _progress(show: bool | None, total: int, name: str) -> Iterator[Callable[[st
     if not (sys.stderr.isatty() if show is None else show):
         yield lambda probe: None
         return
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn
 
     with Progress(
@@ -158,6 +159,7 @@ def _progress(show: bool | None, total: int, name: str) -> Iterator[Callable[[st
         BarColumn(),
         TextColumn("{task.description}"),
         transient=True,
+        console=Console(stderr=True),
     ) as bar:
         task = bar.add_task("", total=total)
         yield lambda probe: bar.update(task, advance=1, description=probe)

@@ -216,6 +216,7 @@ def _progress(show: bool, epochs: int):  # type: ignore[no-untyped-def]
     if not show:
         yield lambda row: None
         return
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (
@@ -225,7 +226,7 @@ def _progress(show: bool, epochs: int):  # type: ignore[no-untyped-def]
         TextColumn("{task.fields[info]}"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, transient=True) as bar:
+    with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task("train", total=epochs, info="")
 
         def advance(row: dict[str, float]) -> None:
