@@ -152,10 +152,11 @@ def _progress(show: bool | None, total: int, name: str) -> Iterator[Callable[[st
         yield lambda probe: None
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn
 
     with Progress(
-        TextColumn(f"[bold]diagnose {name}"),
+        TextColumn(f"[bold]diagnose {escape(name)}"),
         BarColumn(),
         TextColumn("{task.description}"),
         transient=True,
