@@ -18,6 +18,7 @@ from depthlab.theory.meanfield import (
     length_map,
     q_star,
 )
+from depthlab.theory.similarity import cka_distance, linear_cka
 
 __all__ = [
     "CRITICAL_TOL",
@@ -25,6 +26,7 @@ __all__ = [
     "Activation",
     "MeanFieldSummary",
     "analyse",
+    "cka_distance",
     "c_star",
     "chi1",
     "correlation_map",
@@ -33,5 +35,6 @@ __all__ = [
     "expect_1d",
     "expect_2d",
     "length_map",
+    "linear_cka",
     "q_star",
 ]
