@@ -31,6 +31,7 @@ own products and the faster is kept (``method: auto``); see ``depthlab.probes.hv
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import torch
@@ -159,25 +160,19 @@ class HessianProbe(Probe):
                     converged=top.converged,
                 )
             if "trace" in p.estimators:
-                if p.trace_method == "hutch++":
-                    tr = lanczos.hutchpp(
-                        op,
-                        op.n,
-                        p.trace_products,
-                        generator=gen,
-                        block=p.block,
-                        confidence=p.confidence,
-                        storage=storage,
-                    )
-                else:
-                    tr = lanczos.hutchinson(
-                        op,
-                        op.n,
-                        p.trace_products,
-                        generator=gen,
-                        block=p.block,
-                        confidence=p.confidence,
-                    )
+                estimator = (
+                    functools.partial(lanczos.hutchpp, storage=storage)
+                    if p.trace_method == "hutch++"
+                    else lanczos.hutchinson
+                )
+                tr = estimator(
+                    op,
+                    op.n,
+                    p.trace_products,
+                    generator=gen,
+                    block=p.block,
+                    confidence=p.confidence,
+                )
                 out.update(
                     trace=tr.value,
                     trace_stderr=tr.stderr,
