@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from pathlib import Path
 from typing import Any
 
+from depthlab._json import to_json
 from depthlab.exceptions import DepthlabError
 from depthlab.train import TrainResult
 
@@ -17,7 +17,7 @@ def write_json(path: str | Path, payload: dict[str, Any]) -> None:
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(json.dumps(_json_safe(payload), indent=2) + "\n")
+        tmp.write_text(json.dumps(to_json(payload), indent=2, allow_nan=False) + "\n")
         tmp.replace(p)  # atomic: a reader never sees half a file
     except OSError as exc:
         raise DepthlabError(f"cannot write {str(p)!r}: {exc.strerror}") from None
@@ -83,13 +83,3 @@ def plot_history(result: TrainResult, path: Path) -> Path:
 def _column_order(key: str) -> tuple[int, str]:
     order = ["epoch", "step", "lr"]
     return (order.index(key), key) if key in order else (len(order), key)
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value

@@ -90,7 +90,7 @@ class Spec:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (YAML/JSON-safe); callables become their ``module:qualname``."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     def replace(self: S, **changes: Any) -> S:
         return dataclasses.replace(self, **changes)
@@ -199,13 +199,14 @@ def _spec_item(hint: Any, key: str, i: int, value: Any) -> Any:
     raise SpecError(f"{key}[{i}]", f"expected a mapping, got {value!r}")
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """Plain YAML/JSON data: specs become dicts, tuples lists, callables ``module:qualname``."""
     if isinstance(value, Spec):
         return value.to_dict()
     if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if callable(value):
         return callable_name(value)
     return value

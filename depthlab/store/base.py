@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import math
-import numbers
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
+from depthlab import _json
 from depthlab.exceptions import StoreError
 from depthlab.train.result import RunState
 
@@ -37,44 +36,16 @@ TERMINAL_STATES = frozenset({RunState.COMPLETE, RunState.FAILED, RunState.DIVERG
 
 _S = TypeVar("_S", bound="AbstractStore")
 
-_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
 
 def to_json(value: Any) -> Any:
-    """``value`` with every non-finite float replaced by its reserved string (see module doc).
-
-    Mappings become dicts with string keys, sequences lists; objects with ``tolist`` (numpy
-    scalars and arrays, tensors) are converted first.
-    """
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        f = float(value)
-        if math.isnan(f):
-            return "NaN"
-        if math.isinf(f):
-            return "Infinity" if f > 0 else "-Infinity"
-        return f
-    if isinstance(value, Mapping):
-        return {str(k): to_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_json(v) for v in value]
-    if hasattr(value, "tolist"):
-        return to_json(value.tolist())
-    raise StoreError(f"cannot store a value of type {type(value).__name__}: {value!r}")
+    """The shared encoding (``depthlab._json``); a value it cannot write is a ``StoreError``."""
+    try:
+        return _json.to_json(value)
+    except TypeError as exc:
+        raise StoreError(str(exc).replace("cannot write", "cannot store", 1)) from None
 
 
-def from_json(value: Any) -> Any:
-    """Inverse of :func:`to_json`: the reserved strings become floats again."""
-    if isinstance(value, str):
-        return _NONFINITE.get(value, value)
-    if isinstance(value, dict):
-        return {k: from_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [from_json(v) for v in value]
-    return value
+from_json = _json.from_json
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from depthlab.exceptions import SpecError
-from depthlab.spec.base import Spec, callable_name, check_choice
+from depthlab.spec.base import Spec, check_choice, plain
 from depthlab.spec.run import RunSpec
 
 __all__ = ["STRATEGIES", "SweepSpec", "axis_paths", "format_value"]
@@ -52,8 +52,8 @@ def axis_paths() -> tuple[str, ...]:
 
 def format_value(value: Any) -> str:
     """A value as it appears in a run's name: strings bare, everything else compact JSON."""
-    plain = _plain(value)
-    return plain if isinstance(plain, str) else json.dumps(plain, separators=(",", ":"))
+    data = plain(value)
+    return data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,21 +152,10 @@ class SweepSpec(Spec):
             except SpecError as err:
                 where = "" if err.field == path else f"{err.field}: "
                 raise SpecError(field, f"{where}{err.detail}") from None
-            built = _plain(getattr(getattr(run, section), name))
+            built = plain(getattr(getattr(run, section), name))
             if built in seen:
                 raise SpecError(field, f"{value!r} repeats {path}[{seen.index(built)}]")
             seen.append(built)
-
-
-def _plain(value: Any) -> Any:
-    """Plain YAML/JSON data: tuples become lists, callables their ``module:qualname``."""
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if callable(value):
-        return callable_name(value)
-    return value
 
 
 def _freeze(value: Any) -> Any:
