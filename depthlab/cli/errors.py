@@ -10,10 +10,11 @@ EXIT_INTERNAL = 1
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
 EXIT_FAILED = 4
+EXIT_NOT_REPRODUCED = 5
 
 EXIT_CODES_DOC = (
     "Exit codes: 0 complete, 1 internal error, 2 bad input (one line on stderr), "
-    "3 run diverged (NaN/inf), 4 run failed."
+    "3 run diverged (NaN/inf), 4 run failed, 5 claim not reproduced."
 )
 
 

@@ -30,7 +30,17 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-KINDS = ("archs", "datasets", "activations", "inits", "norms", "techniques", "probes", "presets")
+KINDS = (
+    "archs",
+    "datasets",
+    "activations",
+    "inits",
+    "norms",
+    "techniques",
+    "probes",
+    "presets",
+    "claims",
+)
 
 
 THREADS_HELP = (
@@ -247,6 +257,60 @@ def diagnose(
         page = write_report(results, out)
         print(f"report: {page}", file=sys.stderr)
     print_diagnoses(results)
+
+
+@app.command()
+def claims(
+    docs: Annotated[
+        Path | None,
+        typer.Option(help="Write one Markdown page per claim (and an index) to this directory."),
+    ] = None,
+) -> None:
+    """List the published claims depthlab re-runs: name, source, statement."""
+    from depthlab.cli.tables import print_claims
+
+    if docs is not None:
+        from depthlab.claims.docs import write_docs
+
+        pages = write_docs(docs)
+        print(f"wrote {len(pages)} pages to {docs}", file=sys.stderr)
+        return
+    print_claims()
+
+
+@app.command()
+def reproduce(
+    name: Annotated[str, typer.Argument(help="A claim (depthlab claims).")],
+    quick: Annotated[bool, typer.Option(help="The quick mode (<= 90 s on 2 cores).")] = False,
+    seed: Annotated[int, typer.Option(help="First seed of the experiment.")] = 0,
+    control: Annotated[
+        bool,
+        typer.Option(help="Run the negative control instead: it should come out not held."),
+    ] = False,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the result JSON here.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Save the plot (NAME.png) here.")] = None,
+    threads: Annotated[int, typer.Option(min=0, help=THREADS_HELP)] = 1,
+) -> None:
+    """Re-run a claim; print measured against expected. Exit 0 only if the claim held."""
+    from depthlab.claims import get_claim
+    from depthlab.claims import reproduce as run_claim
+    from depthlab.claims.base import stderr_progress
+    from depthlab.cli.errors import EXIT_NOT_REPRODUCED
+    from depthlab.cli.output import write_json
+    from depthlab.cli.tables import print_claim_result
+
+    get_claim(name)  # an unknown name fails here, before any work
+    set_threads(threads)
+    result = run_claim(
+        name, quick=quick, seed=seed, control=control, out=out, progress=stderr_progress(name)
+    )
+    if json_path is not None:
+        write_json(json_path, result.to_dict())
+    print_claim_result(result)
+    if not result.passed:
+        raise SystemExit(EXIT_NOT_REPRODUCED)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from depthlab import _registry as reg
+from depthlab.claims.base import ClaimResult
 from depthlab.train import RunState, TrainResult
 
 
@@ -113,6 +114,7 @@ def _g(v: object) -> str:
 
 
 def print_registry(kind: str | None) -> None:
+    import depthlab.claims  # noqa: F401  (fills the claim registry)
     from depthlab.presets import PRESETS
 
     registries = {
@@ -122,6 +124,8 @@ def print_registry(kind: str | None) -> None:
         "inits": reg.INITS,
         "norms": reg.NORMS,
         "techniques": reg.TECHNIQUES,
+        "probes": reg.PROBES,
+        "claims": reg.CLAIMS,
     }
     console = _console()
     for name in [kind] if kind else [*registries, "presets"]:
@@ -136,6 +140,58 @@ def print_registry(kind: str | None) -> None:
             for item in r.names():
                 table.add_row(item, r.doc(item))
         console.print(table)
+
+
+def print_claims() -> None:
+    """One row per claim: name, source paper, statement, whether it reproduces here."""
+    from depthlab.claims import claim_names, get_claim
+
+    table = Table(title="depthlab claims (depthlab reproduce NAME --quick)")
+    for col in ("claim", "source", "statement", "here"):
+        table.add_column(col, overflow="fold")
+    for name in claim_names():
+        cls = get_claim(name)
+        here = "reproduces" if cls.reproduces else "[red]not reproduced[/red]"
+        table.add_row(name, escape(cls.paper), escape(cls.statement), here)
+    _console().print(table)
+
+
+def print_claim_result(result: ClaimResult) -> None:
+    """Measured against expected, check by check, and the outcome."""
+    title = f"{result.claim}{' (negative control)' if result.control else ''}"
+    table = Table(title=f"{title}: {'quick' if result.quick else 'full'} mode, seed {result.seed}")
+    for col in ("check", "measured", "expected", ""):
+        table.add_column(col, overflow="fold")
+    for c in result.checks:
+        table.add_row(
+            escape(c.name),
+            escape(_fmt(c.measured)),
+            escape(c.expected),
+            "[green]ok[/green]" if c.ok else "[red]FAIL[/red]",
+        )
+    console = _console()
+    if result.evidence.table:
+        rows = result.evidence.table
+        detail = Table(title="measured")
+        cols = list(dict.fromkeys(k for row in rows for k in row))
+        for col in cols:
+            detail.add_column(escape(str(col)), overflow="fold")
+        for row in rows:
+            detail.add_row(*(escape(_fmt(row.get(col, ""))) for col in cols))
+        console.print(detail)
+    console.print(table)
+    for note in result.evidence.notes:
+        console.print(escape(note))
+    outcome = "HELD" if result.passed else "NOT HELD"
+    console.print(f"{result.claim}: {outcome} in {result.seconds:.1f} s", highlight=False)
+    if result.figure is not None:
+        console.print(f"plot: {result.figure}", highlight=False)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 def _console() -> Console:

@@ -72,6 +72,7 @@ class RunRecord:
     seconds: float | None = None
     host: str = ""
     attempt: int = 0
+    history: list[dict[str, float]] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         try:
@@ -84,6 +85,7 @@ class RunRecord:
         object.__setattr__(self, "spec", dict(self.spec))
         object.__setattr__(self, "metrics", {str(k): float(v) for k, v in self.metrics.items()})
         object.__setattr__(self, "probes", dict(self.probes))
+        object.__setattr__(self, "history", [dict(row) for row in self.history])
 
     @classmethod
     def pending(cls, spec_hash: str, spec: Mapping[str, Any], seed: int) -> RunRecord:

@@ -47,8 +47,9 @@ _COLUMNS = (
     "seconds",
     "host",
     "attempt",
+    "history",
 )
-_JSON_COLUMNS = ("spec", "metrics", "probes")
+_JSON_COLUMNS = ("spec", "metrics", "probes", "history")
 _STATES = ", ".join(f"'{s.value}'" for s in RunState)
 
 _SCHEMA = f"""
@@ -67,7 +68,8 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at REAL,
     seconds     REAL,
     host        TEXT NOT NULL,
-    attempt     INTEGER NOT NULL
+    attempt     INTEGER NOT NULL,
+    history     TEXT NOT NULL                       -- JSON: one row per epoch
 );
 CREATE INDEX IF NOT EXISTS runs_state ON runs (state);
 """
@@ -188,7 +190,7 @@ class SQLiteStore(AbstractStore):
             rows.append(
                 (r.run_id, r.spec_hash, _dumps(r.spec), r.seed, r.state.value, _dumps(r.metrics))
                 + (_dumps(r.probes), r.error, r.started_at, r.finished_at, r.seconds, r.host)
-                + (r.attempt,)
+                + (r.attempt, _dumps(r.history))
             )
         with self._transaction() as conn:
             before = conn.total_changes
@@ -236,6 +238,7 @@ class SQLiteStore(AbstractStore):
         if seconds is None and record.started_at is not None:
             seconds = finished_at - record.started_at
         metrics, probes = _dumps(record.metrics), _dumps(record.probes)
+        history = _dumps(record.history)
         with self._transaction() as conn:
             current = self._fetch(conn, record.run_id)
             if current.state is RunState.COMPLETE:
@@ -244,12 +247,13 @@ class SQLiteStore(AbstractStore):
                     f"refusing to overwrite it with {record.state.value}"
                 )
             conn.execute(
-                "UPDATE runs SET state = ?, metrics = ?, probes = ?, error = ?, started_at = ?, "
-                "finished_at = ?, seconds = ?, host = ? WHERE run_id = ?",
+                "UPDATE runs SET state = ?, metrics = ?, probes = ?, history = ?, error = ?, "
+                "started_at = ?, finished_at = ?, seconds = ?, host = ? WHERE run_id = ?",
                 (
                     record.state.value,
                     metrics,
                     probes,
+                    history,
                     record.error,
                     record.started_at if record.started_at is not None else current.started_at,
                     finished_at,

@@ -68,9 +68,11 @@ class StoreTestCase:
                     state=RunState.COMPLETE,
                     metrics={"val_loss": 0.25, "val_accuracy": 0.9},
                     probes={"signal": {"q": [1.0, 0.5]}},
+                    history=[{"epoch": 1, "train_loss": 0.5}, {"epoch": 2, "train_loss": 0.3}],
                 )
             )
             assert done.state is RunState.COMPLETE
+            assert [row["train_loss"] for row in done.history] == [0.5, 0.3]
             assert done.metrics == {"val_loss": 0.25, "val_accuracy": 0.9}
             assert done.probes == {"signal": {"q": [1.0, 0.5]}}
             assert done.finished_at is not None and done.finished_at >= claimed.started_at
@@ -203,7 +205,15 @@ class StoreTestCase:
         rec = RunRecord.pending("h", spec, 7)
         with self.make_store(tmp_path) as store:
             store.add_pending([rec])
-            got = _finish(store, rec.run_id, RunState.DIVERGED, metrics=metrics, probes=probes)
+            history = [{"epoch": 1, "train_loss": 2.0}, {"epoch": 2, "train_loss": math.nan}]
+            got = _finish(
+                store,
+                rec.run_id,
+                RunState.DIVERGED,
+                metrics=metrics,
+                probes=probes,
+                history=history,
+            )
         with self.make_store(tmp_path) as store:
             back = store.get(rec.run_id)
         assert back == got
@@ -215,6 +225,8 @@ class StoreTestCase:
         }  # fmt: skip
         assert isinstance(back.metrics["int"], float)
         assert back.probes["signal"]["q"] == [1.0, math.inf] and back.probes["none"] is None
+        assert back.history[0] == {"epoch": 1, "train_loss": 2.0}
+        assert math.isnan(back.history[1]["train_loss"])
         # to_dict is strict JSON; the reserved strings come back as the floats they were.
         text = json.dumps(back.to_dict(), allow_nan=False)
         assert json.loads(text)["metrics"]["nan"] == "NaN"
