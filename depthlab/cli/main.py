@@ -260,6 +260,106 @@ def diagnose(
 
 
 @app.command()
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="Sweep file (YAML): base, axes, seeds.")],
+    store: Annotated[Path, typer.Option(help="The run store (SQLite file; created if missing).")],
+    workers: Annotated[
+        int, typer.Option(min=0, help="Runs at a time (0: one per core, or the Ray cluster's).")
+    ] = 0,
+    executor: Annotated[str, typer.Option(help="local (process pool) or ray.")] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (auto or HOST:PORT); ray only.")
+    ] = None,
+    retry_failed: Annotated[
+        bool, typer.Option(help="Run FAILED and DIVERGED runs again (COMPLETE ones never).")
+    ] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
+) -> None:
+    """Run every run of a sweep not yet finished in the store; run it again to resume.
+
+    COMPLETE runs are never redone, runs left RUNNING by a stopped sweep are redone, and new
+    axis values or seeds add runs. Exit 0 when every run finished (COMPLETE or DIVERGED),
+    4 if any run FAILED (its error is in `depthlab runs --state FAILED`)."""
+    from depthlab.store.sqlite import SQLiteStore
+    from depthlab.sweep import EXECUTORS, SweepSpec, run_sweep
+    from depthlab.sweep.executors import make
+
+    if executor not in EXECUTORS:
+        fail(f"unknown executor {executor!r}; choices: {', '.join(EXECUTORS)}")
+    spec = SweepSpec.load(sweep_file)
+    runner = make(executor, workers or None, address)
+    with SQLiteStore(store) as runs_db:
+        summary = run_sweep(
+            spec, runs_db, runner, retry_failed=retry_failed, progress=not quiet
+        )
+    counts = {s.value.lower(): n for s, n in summary.counts.items() if n}
+    print(
+        f"sweep: {summary.planned} planned, {summary.executed} run now, "
+        f"{summary.skipped} already finished, {summary.redone} redone after a stop; "
+        + ", ".join(f"{n} {s}" for s, n in counts.items())
+        + f"; {summary.seconds:.1f} s; store: {store}",
+        file=sys.stderr,
+    )
+    from depthlab.train import RunState
+
+    if summary.counts[RunState.FAILED]:
+        raise SystemExit(EXIT_FAILED)
+
+
+def _open_existing_store(path: Path):  # type: ignore[no-untyped-def]
+    from depthlab.store.sqlite import SQLiteStore
+
+    if not path.is_file():
+        fail(f"no run store at {str(path)!r} (depthlab sweep SWEEP.yaml --store FILE makes one)")
+    return SQLiteStore(path)
+
+
+@app.command()
+def runs(
+    store: Annotated[Path, typer.Option(help="The run store (SQLite file).")],
+    state: Annotated[
+        str | None,
+        typer.Option(help="Only runs in this state: PENDING, RUNNING, COMPLETE, FAILED, DIVERGED."),
+    ] = None,
+    csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout instead of a table.")] = False,
+) -> None:
+    """List the runs in a store: name, state, final metrics, time, error."""
+    from depthlab.cli.tables import print_runs, write_runs_csv
+    from depthlab.train import RunState
+
+    chosen = None
+    if state is not None:
+        valid = [s.value for s in RunState]
+        if state.upper() not in valid:
+            fail(f"unknown state {state!r}; choices: {', '.join(valid)}")
+        chosen = RunState(state.upper())
+    with _open_existing_store(store) as runs_db:
+        records = runs_db.runs(chosen)
+    if csv:
+        write_runs_csv(records, sys.stdout)
+    else:
+        print_runs(records)
+
+
+@app.command()
+def report(
+    store: Annotated[Path, typer.Option(help="The run store (SQLite file).")],
+    out: Annotated[Path, typer.Option(help="Write index.html and its PNG files here.")],
+    metric: Annotated[
+        str | None,
+        typer.Option(help="Metric of the phase diagram (default: test_accuracy or train_loss)."),
+    ] = None,
+) -> None:
+    """A static HTML report of a sweep: phase diagrams, best configurations, loss curves."""
+    from depthlab.report import write_sweep_report
+
+    with _open_existing_store(store) as runs_db:
+        records = runs_db.runs()
+    page = write_sweep_report(records, out, title=f"depthlab sweep: {store.name}", metric=metric)
+    print(f"report: {page}", file=sys.stderr)
+
+
+@app.command()
 def claims(
     docs: Annotated[
         Path | None,

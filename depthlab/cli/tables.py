@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import sys
+from typing import TextIO
 
 from rich.console import Console
 from rich.markup import escape
@@ -10,6 +12,7 @@ from rich.table import Table
 
 from depthlab import _registry as reg
 from depthlab.claims.base import ClaimResult
+from depthlab.store.base import RunRecord
 from depthlab.train import RunState, TrainResult
 
 
@@ -140,6 +143,42 @@ def print_registry(kind: str | None) -> None:
             for item in r.names():
                 table.add_row(item, r.doc(item))
         console.print(table)
+
+
+def print_runs(records: list[RunRecord]) -> None:
+    """One row per stored run: name, state, final metrics, time, attempts, error."""
+    table = Table(title=f"{len(records)} run(s)")
+    for col in ("run", "state", "train loss", "test loss", "test acc", "time", "try", "error"):
+        table.add_column(col, justify="left" if col in ("run", "state", "error") else "right")
+    for r in records:
+        m = r.metrics
+        state = r.state.value if r.state is RunState.COMPLETE else f"[red]{r.state.value}[/red]"
+        table.add_row(
+            escape(str(r.spec.get("name") or r.run_id)),
+            state,
+            _num(m.get("train_loss")),
+            _num(m.get("test_loss")),
+            _pct(m.get("test_accuracy")),
+            "-" if r.seconds is None else f"{r.seconds:.1f}s",
+            str(r.attempt),
+            escape(r.error[:80]),
+        )
+    _console().print(table)
+
+
+def write_runs_csv(records: list[RunRecord], stream: TextIO) -> None:
+    """``run_id, name, seed, state, <metrics...>, seconds, host, attempt, error`` per run."""
+    metrics = sorted({k for r in records for k in r.metrics})
+    writer = csv.writer(stream)
+    writer.writerow(
+        ["run_id", "name", "seed", "state", *metrics, "seconds", "host", "attempt", "error"]
+    )
+    for r in records:
+        writer.writerow(
+            [r.run_id, r.spec.get("name", ""), r.seed, r.state.value]
+            + [r.metrics.get(k, "") for k in metrics]
+            + [r.seconds if r.seconds is not None else "", r.host, r.attempt, r.error]
+        )
 
 
 def print_claims() -> None:

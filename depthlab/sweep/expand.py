@@ -24,6 +24,8 @@ __all__ = ["expand", "grid_point", "planned_records", "point_indices"]
 def point_indices(sweep: SweepSpec) -> list[int]:
     """Indices (in grid order) of the points the sweep runs: all, or a sorted seeded sample."""
     n = sweep.grid_size()
+    if sweep.strategy == "tpe":
+        raise SpecError("strategy", "tpe picks its points while the sweep runs (run_sweep)")
     if sweep.strategy == "random":
         assert sweep.budget is not None  # SweepSpec checks this
         # range() is sampled lazily, so a huge grid is never materialised.

@@ -5,13 +5,17 @@ A sweep file::
     base:  {arch: {family: mlp, depth: 8}, data: {name: digits}, train: {lr: 0.001}}
     axes:  {arch.depth: [2, 8, 32], arch.act: [relu, tanh, selu]}
     seeds: [0, 1]
-    strategy: grid
+    strategy: grid            # grid | random | tpe
+    probes: [signal, gradients]   # optional: diagnose each run at init, stored with it
 
 Each axis is a dotted path ``section.field`` of :class:`~depthlab.spec.run.RunSpec` (``arch``,
 ``data``, ``train``) with a non-empty list of values. ``train.seed`` is not an axis: ``seeds``
 sets it. ``grid`` runs every point of the Cartesian product of the axes; ``random`` runs
-``budget`` points drawn without replacement from that grid, seeded by ``sample_seed``. Every
-point runs once per seed. Expansion lives in :mod:`depthlab.sweep.expand`.
+``budget`` points drawn without replacement from that grid, seeded by ``sample_seed``; ``tpe``
+lets Optuna's Tree-structured Parzen Estimator pick ``budget`` distinct grid points one batch at a
+time, steering by ``objective`` (a final metric such as ``val_loss`` or ``test_accuracy``, mean
+over seeds) in ``direction`` (``minimize`` or ``maximize``). Every point runs once per seed.
+Expansion lives in :mod:`depthlab.sweep.expand`, the tpe loop in :mod:`depthlab.sweep.driver`.
 """
 
 from __future__ import annotations
@@ -27,9 +31,19 @@ from depthlab.exceptions import SpecError
 from depthlab.spec.base import Spec, check_choice, plain
 from depthlab.spec.run import RunSpec
 
-__all__ = ["STRATEGIES", "SweepSpec", "axis_paths", "format_value"]
+__all__ = ["DIRECTIONS", "OBJECTIVES", "STRATEGIES", "SweepSpec", "axis_paths", "format_value"]
 
-STRATEGIES = ("grid", "random")
+STRATEGIES = ("grid", "random", "tpe")
+DIRECTIONS = ("minimize", "maximize")
+#: Final metrics a run reports (accuracies for classifiers only); ``objective`` picks one.
+OBJECTIVES = (
+    "train_loss",
+    "val_loss",
+    "test_loss",
+    "train_accuracy",
+    "val_accuracy",
+    "test_accuracy",
+)
 
 #: Paths a sweep may not vary, and what to use instead.
 _RESERVED = {"train.seed": "set by 'seeds'"}
@@ -60,9 +74,11 @@ def format_value(value: Any) -> str:
 class SweepSpec(Spec):
     """Many runs: ``base`` with each combination of ``axes`` values, once per seed in ``seeds``.
 
-    ``budget`` is the number of grid points ``random`` samples (required for it, unused by
-    ``grid``); the run count is ``grid points × len(seeds)`` or ``budget × len(seeds)``.
-    ``base.train.seed`` is overridden by ``seeds``.
+    ``budget`` is the number of grid points ``random`` samples or ``tpe`` tries (required for
+    both, unused by ``grid``); the run count is ``grid points × len(seeds)`` or
+    ``budget × len(seeds)``. ``base.train.seed`` is overridden by ``seeds``. ``probes`` names
+    diagnose probes run on each network at initialisation; their summary is stored with the run
+    and drawn in the report.
     """
 
     base: RunSpec = dataclasses.field(default_factory=RunSpec)
@@ -71,6 +87,9 @@ class SweepSpec(Spec):
     strategy: str = "grid"
     budget: int | None = None
     sample_seed: int = 0
+    objective: str = ""
+    direction: str = "minimize"
+    probes: tuple[str, ...] = ()
     name: str = ""
 
     @classmethod
@@ -90,9 +109,24 @@ class SweepSpec(Spec):
                 raise SpecError(f"seeds[{i}]", f"{seed!r} is a duplicate seed")
         check_choice("strategy", self.strategy, STRATEGIES)
         grid = self.grid_size()
-        if self.strategy == "random":
+        check_choice("direction", self.direction, DIRECTIONS)
+        if self.strategy == "tpe" and not self.objective:
+            raise SpecError(
+                "objective",
+                f"is required for strategy: tpe; choices: {', '.join(OBJECTIVES)}",
+            )
+        if self.objective:
+            check_choice("objective", self.objective, OBJECTIVES)
+        for i, probe in enumerate(self.probes):
+            from depthlab import _registry as reg
+            from depthlab import probes as _probes  # noqa: F401  (fills the probe registry)
+
+            reg.PROBES.get(probe, field=f"probes[{i}]")
+        if self.strategy in ("random", "tpe"):
             if self.budget is None:
-                raise SpecError("budget", "is required for strategy: random (points to sample)")
+                raise SpecError(
+                    "budget", f"is required for strategy: {self.strategy} (points to run)"
+                )
             if not 1 <= self.budget <= grid:
                 raise SpecError(
                     "budget",
@@ -100,7 +134,7 @@ class SweepSpec(Spec):
                     "(the number of grid points)",
                 )
         elif self.budget is not None:
-            raise SpecError("budget", f"{self.budget!r} is only used by strategy: random")
+            raise SpecError("budget", f"{self.budget!r} is only used by strategies random and tpe")
 
     def grid_size(self) -> int:
         """Number of points in the Cartesian product of the axes (seeds not counted)."""

@@ -1,0 +1,225 @@
+"""Where a sweep's runs execute: a local process pool, or a Ray cluster.
+
+An executor runs :func:`depthlab.sweep.task.execute` on spec dicts and hands back outcome dicts;
+it never sees the store (only the driver writes). At most ``workers`` runs are in flight, so
+the driver claims a run only when a worker is free for it.
+
+* ``local``: a pool of ``workers`` processes (default: the number of cores), started with
+  ``spawn`` so no worker inherits the driver's torch thread pool, each using one torch thread.
+  A worker that dies (killed, out of memory) fails the runs it held with that error, and the
+  pool is restarted for the rest.
+* ``ray``: each run is a Ray task with ``num_cpus=1``. Without ``address`` a local Ray instance
+  is started with ``workers`` CPUs and shut down at the end; with ``address`` (``auto`` or
+  ``HOST:PORT``) the sweep joins that cluster and uses all its CPUs unless ``workers`` is
+  given. Ray is an optional extra: ``pip install 'depthlab[ray]'``.
+"""
+
+from __future__ import annotations
+
+import abc
+import concurrent.futures as cf
+import multiprocessing
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from depthlab.exceptions import DepthlabError
+from depthlab.sweep.task import execute
+
+__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor", "default_workers", "make"]
+
+EXECUTORS = ("local", "ray")
+
+
+def default_workers() -> int:
+    """The cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _failed(error: str) -> dict[str, Any]:
+    return {"state": "FAILED", "metrics": {}, "history": [], "probes": {}, "error": error}
+
+
+class Executor(abc.ABC):
+    """Runs outcomes of :func:`execute`; ``submit`` at most ``workers`` runs at a time."""
+
+    name: str = ""
+    workers: int = 1
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Start the workers (called once, before the first ``submit``)."""
+
+    @abc.abstractmethod
+    def submit(self, key: str, spec: dict[str, Any], probes: Sequence[str]) -> None:
+        """Start run ``key``."""
+
+    @abc.abstractmethod
+    def wait(self, timeout: float | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """Block until at least one run finished (or ``timeout``); its ``(key, outcome)``."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop the workers; idempotent."""
+
+    def __enter__(self) -> Executor:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _init_worker() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+
+
+class LocalExecutor(Executor):
+    """A process pool on this machine (``spawn``ed workers, one torch thread each)."""
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or default_workers()
+        self._pool: cf.ProcessPoolExecutor | None = None
+        self._futures: dict[cf.Future[dict[str, Any]], str] = {}
+
+    def start(self) -> None:
+        if self._pool is None:
+            self._pool = cf.ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+            )
+
+    def submit(self, key: str, spec: dict[str, Any], probes: Sequence[str]) -> None:
+        self.start()
+        assert self._pool is not None
+        future = self._pool.submit(execute, spec, probes=tuple(probes), threads=1)
+        self._futures[future] = key
+
+    def wait(self, timeout: float | None = None) -> list[tuple[str, dict[str, Any]]]:
+        if not self._futures:
+            return []
+        done, _ = cf.wait(self._futures, timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        out = []
+        broken = False
+        for future in done:
+            key = self._futures.pop(future)
+            try:
+                out.append((key, future.result()))
+            except cf.process.BrokenProcessPool:
+                broken = True
+                out.append((key, _failed("worker process died (killed or out of memory)")))
+            except Exception as err:  # noqa: BLE001 - e.g. an outcome that cannot be unpickled
+                out.append((key, _failed(f"worker error: {type(err).__name__}: {err}")))
+        if broken:  # the pool is unusable: every other run in it is lost too; start a new one
+            for future, key in list(self._futures.items()):
+                out.append((key, _failed("worker process died (killed or out of memory)")))
+                del self._futures[future]
+            self.close()
+            self.start()
+        return out
+
+    def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._futures.clear()
+
+
+class RayExecutor(Executor):
+    """Ray tasks with one CPU each, on a local instance or an existing cluster."""
+
+    name = "ray"
+
+    def __init__(self, workers: int | None = None, address: str | None = None) -> None:
+        self.address = address
+        self._requested = workers
+        self.workers = workers or default_workers()
+        self._started_ray = False
+        self._refs: dict[Any, str] = {}
+        self._remote: Any = None
+
+    def _ray(self) -> Any:
+        try:
+            import ray
+        except ImportError:
+            raise DepthlabError(
+                "the ray executor needs Ray; install it with: pip install 'depthlab[ray]'"
+            ) from None
+        return ray
+
+    def start(self) -> None:
+        if self._remote is not None:
+            return
+        ray = self._ray()
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {
+                "include_dashboard": False,
+                "log_to_driver": False,
+                "configure_logging": False,
+                # Workers inherit this: one torch/OpenMP thread per task.
+                "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "1"}},
+            }
+            if self.address:
+                kwargs["address"] = self.address
+            else:
+                kwargs["num_cpus"] = self.workers
+            try:
+                ray.init(**kwargs)
+            except (ConnectionError, RuntimeError, ValueError) as err:
+                where = self.address or "a local instance"
+                raise DepthlabError(f"cannot start Ray at {where}: {err}") from None
+            self._started_ray = True
+        if self.address and self._requested is None:
+            self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self._remote = ray.remote(num_cpus=1, max_retries=0)(execute)
+
+    def submit(self, key: str, spec: dict[str, Any], probes: Sequence[str]) -> None:
+        self.start()
+        ref = self._remote.remote(spec, probes=tuple(probes), threads=1)
+        self._refs[ref] = key
+
+    def wait(self, timeout: float | None = None) -> list[tuple[str, dict[str, Any]]]:
+        if not self._refs:
+            return []
+        ray = self._ray()
+        ready, _ = ray.wait(list(self._refs), num_returns=1, timeout=timeout)
+        out = []
+        for ref in ready:
+            key = self._refs.pop(ref)
+            try:
+                out.append((key, ray.get(ref)))
+            except Exception as err:  # noqa: BLE001 - a Ray worker crash fails that run only
+                text = " ".join(str(err).split())[:500]
+                out.append((key, _failed(f"Ray task failed: {type(err).__name__}: {text}")))
+        return out
+
+    def close(self) -> None:
+        if self._refs:
+            ray = self._ray()
+            for ref in list(self._refs):
+                ray.cancel(ref, force=True)
+            self._refs.clear()
+        if self._started_ray:
+            self._ray().shutdown()
+            self._started_ray = False
+        self._remote = None
+
+
+def make(name: str, workers: int | None = None, address: str | None = None) -> Executor:
+    """An executor by name (``local`` or ``ray``); ``address`` only for ``ray``."""
+    if name == "local":
+        if address:
+            raise DepthlabError("--address is only used by --executor ray")
+        return LocalExecutor(workers)
+    if name == "ray":
+        return RayExecutor(workers, address)
+    raise DepthlabError(f"unknown executor {name!r}; choices: {', '.join(EXECUTORS)}")

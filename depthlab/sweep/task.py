@@ -1,0 +1,85 @@
+"""One run of a sweep, as a worker executes it: train (and optionally diagnose) a spec.
+
+:func:`execute` takes and returns plain data (a spec dict in, an outcome dict out), so any
+executor can ship it to another process or machine. It never raises for a run's own failure: an
+exception inside the run becomes a FAILED outcome with its error text, a NaN loss a DIVERGED one.
+The driver turns the outcome into the stored record; workers never touch the store.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["execute"]
+
+
+def execute(
+    spec: dict[str, Any], *, probes: Sequence[str] = (), threads: int = 1
+) -> dict[str, Any]:
+    """Run ``spec``; return ``{state, metrics, history, probes, error, seconds, host}``.
+
+    ``probes`` lists diagnose probes run on the freshly initialised network before training;
+    their summary is stored under ``probes["diagnose"]``. ``threads`` sets torch's intra-op
+    threads in this worker (one per worker: workers already fill the cores).
+    """
+    started = time.perf_counter()
+    outcome: dict[str, Any] = {
+        "state": "FAILED",
+        "metrics": {},
+        "history": [],
+        "probes": {},
+        "error": "",
+        "host": socket.gethostname(),
+    }
+    try:
+        import torch
+
+        from depthlab.spec import RunSpec
+        from depthlab.train import run
+
+        if threads:
+            torch.set_num_threads(threads)
+        run_spec = RunSpec.from_dict(spec)
+        if probes:
+            outcome["probes"]["diagnose"] = _diagnose(run_spec, probes)
+        result = run(run_spec, progress=False)
+        outcome.update(
+            state=result.state.value,
+            metrics=dict(result.metrics),
+            history=[dict(row) for row in result.history],
+            error=result.error,
+        )
+    except Exception as err:  # noqa: BLE001 - a failing run is a result, recorded with its error
+        outcome["state"] = "FAILED"
+        outcome["error"] = _error_text(err)
+    outcome["seconds"] = time.perf_counter() - started
+    return outcome
+
+
+def _diagnose(spec: Any, probes: Sequence[str]) -> dict[str, Any]:
+    from depthlab.diagnose import DiagnoseOptions, diagnose
+    from depthlab.diagnose.sources import dataset_batch
+    from depthlab.models import build_model
+
+    batch, in_shape, out_dim = dataset_batch(spec.data)
+    model = build_model(spec.arch, in_shape=in_shape, out_dim=out_dim, seed=spec.train.seed)
+    result: dict[str, Any] = diagnose(
+        model,
+        batch,
+        DiagnoseOptions(probes=tuple(probes), seed=spec.train.seed, seeds=1),
+        name=spec.name or "run",
+        progress=False,
+    )
+    return result
+
+
+def _error_text(err: BaseException) -> str:
+    """``Type: message`` and the innermost frame, on a few lines (enough to find the bug)."""
+    frames = traceback.extract_tb(err.__traceback__)
+    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    message = " ".join(str(err).split())
+    return f"{type(err).__name__}: {message}{where}"

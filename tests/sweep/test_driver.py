@@ -1,0 +1,249 @@
+"""The sweep driver: every run recorded once, resume, failures recorded, executors agree."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from depthlab.spec import RunSpec
+from depthlab.store import RunState, SQLiteStore
+from depthlab.sweep import LocalExecutor, SweepSpec, planned_records, run_sweep, sweep_records
+from depthlab.train import run
+
+BASE = {
+    "arch": {"family": "mlp", "depth": 1, "width": 8, "act": "relu", "init": "he"},
+    "data": {"name": "iris", "seed": 0},
+    "train": {"optimizer": "adam", "lr": 0.01, "epochs": 3, "batch_size": 16},
+}
+
+
+def small_sweep(**changes: object) -> SweepSpec:
+    data = {
+        "base": BASE,
+        "axes": {"arch.depth": [1, 3], "arch.act": ["relu", "tanh"]},
+        "seeds": [0, 1],
+    }
+    data.update(changes)
+    return SweepSpec.from_dict(data)
+
+
+def test_runs_every_planned_run_once_and_matches_the_trainer(tmp_path: Path) -> None:
+    sweep = small_sweep()
+    with SQLiteStore(tmp_path / "runs.db") as store:
+        summary = run_sweep(sweep, store, LocalExecutor(2), progress=False)
+        records = store.runs()
+    assert summary.planned == summary.executed == summary.added == 8
+    assert summary.finished and summary.counts[RunState.COMPLETE] == 8
+    assert sorted(r.run_id for r in records) == sorted(r.run_id for r in planned_records(sweep))
+    assert all(r.state is RunState.COMPLETE and r.attempt == 1 for r in records)
+    for r in records:
+        assert len(r.history) == 3 and r.history[-1]["epoch"] == 3.0
+        assert r.seconds is not None and 0 < r.seconds < 60
+    # Same spec and seed in a worker process and here: the same numbers, to the bit.
+    direct = run(RunSpec.from_dict(records[5].spec), progress=False)
+    assert records[5].metrics == direct.metrics
+
+
+def test_resume_never_redoes_complete_and_adds_new_axis_values(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    with SQLiteStore(path) as store:
+        run_sweep(small_sweep(), store, LocalExecutor(1), progress=False)
+        before = {r.run_id: r for r in store.runs()}
+        again = run_sweep(small_sweep(), store, LocalExecutor(1), progress=False)
+        assert again.executed == 0 and again.skipped == 8 and again.added == 0
+        assert {r.run_id: r for r in store.runs()} == before
+        grown = small_sweep(axes={"arch.depth": [1, 3, 5], "arch.act": ["relu", "tanh"]})
+        summary = run_sweep(grown, store, LocalExecutor(1), progress=False)
+        assert summary.added == summary.executed == 4 and summary.skipped == 8
+        after = {r.run_id: r for r in store.runs()}
+    assert all(after[k] == v for k, v in before.items())  # untouched, finished_at included
+    assert len(after) == 12 and all(r.state is RunState.COMPLETE for r in after.values())
+
+
+def test_running_runs_of_a_dead_driver_are_redone(tmp_path: Path) -> None:
+    sweep = small_sweep()
+    with SQLiteStore(tmp_path / "runs.db") as store:
+        store.add_pending(planned_records(sweep))
+        stuck = planned_records(sweep)[2].run_id
+        store.claim(stuck, "dead-host")
+        summary = run_sweep(sweep, store, LocalExecutor(1), progress=False)
+        redone = store.get(stuck)
+    assert summary.redone == 1 and summary.executed == 8
+    assert redone.state is RunState.COMPLETE and redone.attempt == 2 and redone.host != "dead-host"
+
+
+def test_failed_and_diverged_runs_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    sweep = SweepSpec.from_dict(
+        {
+            "base": {**BASE, "train": {**BASE["train"], "optimizer": "sgd"}},
+            "axes": {
+                "train.lr": [0.01, 1.0e8],
+                "data.name": ["iris", "npz"],
+            },
+            "seeds": [0],
+        }
+    )
+    with SQLiteStore(tmp_path / "runs.db") as store:
+        summary = run_sweep(sweep, store, LocalExecutor(2), progress=False)
+        by_name = {r.spec["name"]: r for r in store.runs()}
+    assert summary.finished and summary.executed == 4
+    ok = by_name["train.lr=0.01,data.name=iris,seed=0"]
+    diverged = by_name["train.lr=100000000.0,data.name=iris,seed=0"]
+    failed = by_name["train.lr=0.01,data.name=npz,seed=0"]
+    assert ok.state is RunState.COMPLETE
+    assert diverged.state is RunState.DIVERGED and "NaN/inf" in diverged.error
+    assert failed.state is RunState.FAILED and "npz" in failed.error and "path" in failed.error
+    assert summary.counts == {
+        RunState.PENDING: 0, RunState.RUNNING: 0, RunState.COMPLETE: 1,
+        RunState.FAILED: 2, RunState.DIVERGED: 1,
+    }  # fmt: skip
+    # FAILED/DIVERGED stay as they are on resume unless asked to retry.
+    with SQLiteStore(tmp_path / "runs.db") as store:
+        assert run_sweep(sweep, store, LocalExecutor(1), progress=False).executed == 0
+        retried = run_sweep(sweep, store, LocalExecutor(1), retry_failed=True, progress=False)
+        assert retried.executed == 3
+        assert store.get(failed.run_id).attempt == 2
+
+
+def test_a_worker_that_dies_fails_only_its_runs(tmp_path: Path) -> None:
+    """A worker killed mid-run (as the OOM killer would) fails its run; the sweep goes on."""
+    sweep = small_sweep()
+    killer = _KillFirstRun(LocalExecutor(1))
+    with SQLiteStore(tmp_path / "runs.db") as store:
+        summary = run_sweep(sweep, store, killer, progress=False)
+        states = [r.state for r in store.runs()]
+        errors = [r.error for r in store.runs() if r.state is RunState.FAILED]
+    assert summary.finished and states.count(RunState.FAILED) == 1
+    assert states.count(RunState.COMPLETE) == 7
+    assert "worker process died" in errors[0]
+
+
+class _KillFirstRun(LocalExecutor):
+    def __init__(self, inner: LocalExecutor) -> None:
+        super().__init__(inner.workers)
+        self.killed = False
+
+    def submit(self, key, spec, probes):  # type: ignore[no-untyped-def]
+        super().submit(key, spec, probes)
+        if not self.killed:
+            self.killed = True
+            time.sleep(0.2)
+            assert self._pool is not None
+            for proc in self._pool._processes.values():  # the worker, not the driver
+                os.kill(proc.pid, signal.SIGKILL)
+
+
+def test_diagnose_probes_are_stored_with_each_run(tmp_path: Path) -> None:
+    sweep = small_sweep(probes=["signal", "gradients"], seeds=[0])
+    with SQLiteStore(tmp_path / "runs.db") as store:
+        run_sweep(sweep, store, LocalExecutor(1), progress=False)
+        records = store.runs()
+    for r in records:
+        diag = r.probes["diagnose"]
+        assert diag["verdict"] and len(diag["signal"]["layers"]) == r.spec["arch"]["depth"] + 1
+        assert all(math.isfinite(layer["grad_norm"]) for layer in diag["gradients"]["layers"])
+
+
+def test_tpe_runs_budget_distinct_points_deterministically(tmp_path: Path) -> None:
+    sweep = small_sweep(
+        axes={"arch.depth": [1, 2, 3], "arch.width": [4, 8, 16]},
+        seeds=[0],
+        strategy="tpe",
+        budget=5,
+        objective="val_loss",
+    )
+    names = []
+    for i in range(2):
+        with SQLiteStore(tmp_path / f"runs{i}.db") as store:
+            summary = run_sweep(sweep, store, LocalExecutor(1), progress=False)
+            names.append([r.spec["name"] for r in store.runs()])
+            assert summary.executed == 5 and summary.counts[RunState.COMPLETE] == 5
+    assert names[0] == names[1] and len(set(names[0])) == 5
+    # Resume with a larger budget: the 5 finished points are kept, 2 new ones are run.
+    with SQLiteStore(tmp_path / "runs0.db") as store:
+        more = run_sweep(
+            dataclasses.replace(sweep, budget=7), store, LocalExecutor(1), progress=False
+        )
+        assert more.executed == 2 and more.skipped == 5
+        assert len(sweep_records(store, sweep)) == 7
+
+
+# -- kill -9 the driver -------------------------------------------------------------------------
+
+
+def _driver(sweep_file: Path, store: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "depthlab.cli.main", "sweep", str(sweep_file)]
+        + ["--store", str(store), "--workers", "1", "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+@pytest.mark.slow
+def test_kill_9_the_driver_at_random_moments_then_resume(tmp_path: Path) -> None:
+    """Twelve SIGKILLs of the driver at random moments; then a resume finishes the sweep.
+
+    After every kill the file passes ``PRAGMA integrity_check`` and every run that was COMPLETE
+    before is still COMPLETE with the very same record. At the end every planned run is
+    COMPLETE exactly once. The driver is killed first; its orphaned worker a moment later.
+    """
+    sweep_file = tmp_path / "sweep.yaml"
+    data = {
+        "base": {**BASE, "train": {**BASE["train"], "epochs": 30}},
+        "axes": {"arch.depth": [1, 2, 3, 4], "arch.width": [8, 16, 32]},
+        "seeds": [0, 1],
+    }
+    sweep_file.write_text(yaml.safe_dump(data))
+    sweep = SweepSpec.from_dict(data)
+    planned = {r.run_id for r in planned_records(sweep)}
+    store_path = tmp_path / "runs.db"
+    rng = random.Random(1234)
+    finished: dict[str, object] = {}
+    kills_mid_sweep = 0
+    for _ in range(12):
+        proc = _driver(sweep_file, store_path)
+        time.sleep(rng.uniform(0.5, 5.0))
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        time.sleep(0.05)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the orphaned worker, if any
+        except ProcessLookupError:
+            pass
+        if not store_path.exists():
+            continue
+        with SQLiteStore(store_path) as store:
+            assert store.integrity_check() == "ok"
+            records = {r.run_id: r for r in store.runs()}
+        for run_id, record in finished.items():
+            assert records[run_id] == record, f"finished run {run_id} changed after a kill"
+        finished.update({k: r for k, r in records.items() if r.state is RunState.COMPLETE})
+        if 0 < len(finished) < len(planned) and any(
+            r.state is RunState.RUNNING for r in records.values()
+        ):
+            kills_mid_sweep += 1
+    assert kills_mid_sweep >= 3, kills_mid_sweep
+    proc = _driver(sweep_file, store_path)
+    assert proc.wait(timeout=300) == 0
+    with SQLiteStore(store_path) as store:
+        assert store.integrity_check() == "ok"
+        records = store.runs()
+    assert sorted(r.run_id for r in records) == sorted(planned)  # each planned run exactly once
+    assert all(r.state is RunState.COMPLETE for r in records)
+    for r in records:
+        if r.run_id in finished:
+            assert r == finished[r.run_id]
+    assert any(r.attempt > 1 for r in records)  # some run was redone after a kill
