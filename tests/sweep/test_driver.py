@@ -191,6 +191,25 @@ def _driver(sweep_file: Path, store: Path) -> subprocess.Popen[bytes]:
     )
 
 
+def _wait_for_progress(store_path: Path, proc: subprocess.Popen[bytes], complete: int) -> None:
+    """Until more than ``complete`` runs are COMPLETE (or the driver exits, or 120 s pass)."""
+    import sqlite3
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            conn = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, timeout=5)
+            try:
+                n = conn.execute("SELECT count(*) FROM runs WHERE state = 'COMPLETE'").fetchone()
+            finally:
+                conn.close()
+            if n[0] > complete:
+                return
+        except sqlite3.Error:
+            pass  # not created yet
+        time.sleep(0.05)
+
+
 @pytest.mark.slow
 def test_kill_9_the_driver_at_random_moments_then_resume(tmp_path: Path) -> None:
     """Twelve SIGKILLs of the driver at random moments; then a resume finishes the sweep.
@@ -212,9 +231,13 @@ def test_kill_9_the_driver_at_random_moments_then_resume(tmp_path: Path) -> None
     rng = random.Random(1234)
     finished: dict[str, object] = {}
     kills_mid_sweep = 0
-    for _ in range(12):
+    for i in range(12):
         proc = _driver(sweep_file, store_path)
-        time.sleep(rng.uniform(0.5, 5.0))
+        if i % 4 == 3:  # during start-up: before, while or just after the store is set up
+            time.sleep(rng.uniform(0.05, 2.0))
+        else:  # mid-sweep: a random moment after this driver finished its first run
+            _wait_for_progress(store_path, proc, len(finished))
+            time.sleep(rng.uniform(0.0, 1.0))
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
