@@ -2,5 +2,6 @@
 
 from depthlab.report.figures import write_figures
 from depthlab.report.html import write_report
+from depthlab.report.sweep import write_sweep_report
 
-__all__ = ["write_figures", "write_report"]
+__all__ = ["write_figures", "write_report", "write_sweep_report"]

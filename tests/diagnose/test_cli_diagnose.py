@@ -118,3 +118,24 @@ def test_bad_input_gives_one_clear_line(user_files, args, message):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_diagnose_report_renders_in_chromium(tmp_path):
+    """The diagnose page as a browser shows it: no console error, every figure decodes."""
+    import torch
+
+    from depthlab.diagnose import DiagnoseOptions, diagnose
+    from depthlab.probes.base import ProbeBatch
+    from depthlab.report import write_report
+    from depthlab.testing.browser import check_page, require_chromium
+
+    chromium = require_chromium()
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+    batch = ProbeBatch.from_tensors(torch.randn(64, 6), torch.randint(0, 3, (64,)))
+    options = DiagnoseOptions(probes=("signal", "gradients", "jacobian"), seeds=1)
+    result = diagnose(model, batch, options, name="tiny <mlp>", progress=False)
+    report = check_page(write_report([result], tmp_path), chromium=chromium)
+    assert report.console_errors == ()
+    assert report.broken_images == ()
+    assert len(report.images) == 3

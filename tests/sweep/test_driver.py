@@ -270,3 +270,19 @@ def test_kill_9_the_driver_at_random_moments_then_resume(tmp_path: Path) -> None
         if r.run_id in finished:
             assert r == finished[r.run_id]
     assert any(r.attempt > 1 for r in records)  # some run was redone after a kill
+
+
+@pytest.mark.slow
+def test_ray_and_local_executors_agree(tmp_path: Path) -> None:
+    """The same sweep on a local Ray instance (2 CPUs, started here) and on the process pool."""
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    from depthlab.sweep import RayExecutor
+
+    sweep = small_sweep(seeds=[0])
+    results = {}
+    for name, executor in (("local", LocalExecutor(2)), ("ray", RayExecutor(2))):
+        with SQLiteStore(tmp_path / f"{name}.db") as store:
+            summary = run_sweep(sweep, store, executor, progress=False)
+            assert summary.finished and summary.counts[RunState.COMPLETE] == 4
+            results[name] = {r.run_id: (r.metrics, r.history) for r in store.runs()}
+    assert results["ray"] == results["local"]
