@@ -212,3 +212,12 @@ def test_callable_components_round_trip_by_import_path():
     assert ArchSpec.from_yaml(text).act == "torch.nn.modules.activation:Tanh"
     with pytest.raises(SpecError, match="cannot import"):
         ArchSpec(act="no_such_module:thing")
+
+
+def test_yaml_reads_exponent_floats_as_numbers():
+    """``lr: 1e-3`` is a number, as in YAML 1.2 (PyYAML's 1.1 rules would give a string)."""
+    from depthlab.spec import TrainSpec
+
+    spec = TrainSpec.from_yaml("lr: 1e-3\nweight_decay: 5E-4\nepochs: 3")
+    assert spec.lr == 0.001 and spec.weight_decay == 0.0005 and spec.epochs == 3
+    assert TrainSpec.from_yaml(spec.to_yaml()) == spec

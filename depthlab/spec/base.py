@@ -12,6 +12,7 @@ import hashlib
 import importlib
 import json
 import math
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -25,6 +26,28 @@ from depthlab.exceptions import SpecError
 S = TypeVar("S", bound="Spec")
 
 _HINTS: dict[type, dict[str, Any]] = {}
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader, reading ``1e-3`` and ``1.0e9`` as numbers (as YAML 1.2 does).
+
+    PyYAML follows YAML 1.1, where a float needs a dot and a signed exponent (``1.0e+9``), so
+    ``lr: 1e-3`` would arrive as the string ``"1e-3"``.
+    """
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
 
 
 def callable_name(fn: Callable[..., Any]) -> str:
@@ -101,7 +124,7 @@ class Spec:
     @classmethod
     def from_yaml(cls: type[S], text: str) -> S:
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -223,12 +223,12 @@ def _run_tpe(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     assert sweep.budget is not None
     paths = list(sweep.axes)
-    dists = {
+    dists: dict[str, optuna.distributions.BaseDistribution] = {
         p: optuna.distributions.CategoricalDistribution(list(range(len(sweep.axes[p]))))
         for p in paths
     }
     study = optuna.create_study(
-        direction=sweep.direction,
+        direction="maximize" if sweep.direction == "maximize" else "minimize",
         sampler=optuna.samplers.TPESampler(seed=sweep.sample_seed, n_startup_trials=4),
     )
 
