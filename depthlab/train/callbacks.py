@@ -39,6 +39,18 @@ class Callback:
     def on_train_start(self, state: TrainState) -> None:
         """Before the first step."""
 
+    def loss_term(
+        self, state: TrainState, x: torch.Tensor, y: torch.Tensor, output: torch.Tensor
+    ) -> torch.Tensor | None:
+        """An extra term for this batch's training objective, or ``None`` (the default).
+
+        Called after the forward pass on batch ``(x, y)``, whose output is ``output`` (still
+        attached to the graph, so forward hooks have seen this very pass). The loop minimises
+        the task loss plus every callback's term; the reported ``train_loss`` stays the task
+        loss alone.
+        """
+        return None
+
     def on_after_backward(self, state: TrainState) -> None:
         """Gradients are in ``.grad``; clipping and the optimiser step come next."""
 
@@ -47,6 +59,9 @@ class Callback:
 
     def on_epoch_end(self, state: TrainState, metrics: dict[str, float]) -> None:
         """After each epoch, with that epoch's history row."""
+
+    def on_train_end(self, state: TrainState) -> None:
+        """After the last step, however the run ended (complete, diverged or an exception)."""
 
 
 class Technique(Callback):

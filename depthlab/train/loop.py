@@ -82,7 +82,11 @@ def fit(
     progress: bool | None = None,
     run_spec: RunSpec | None = None,
 ) -> TrainResult:
-    """Train ``model`` on ``data`` as ``spec`` says; techniques in ``spec`` run as callbacks."""
+    """Train ``model`` on ``data`` as ``spec`` says; techniques in ``spec`` run as callbacks.
+
+    The minimised objective is the task loss plus every callback's ``loss_term``; the history's
+    ``train_loss`` is the task loss alone.
+    """
     start = time.perf_counter()
     callbacks = [*build_techniques(spec), *callbacks]
     lname = loss_name(spec, data)
@@ -101,7 +105,7 @@ def fit(
     show = sys.stderr.isatty() if progress is None else progress
     model.train()
 
-    with _seeded(spec.seed), _progress(show, spec.epochs) as advance:
+    with _seeded(spec.seed), _progress(show, spec.epochs) as advance, _ended(callbacks, state):
         for cb in callbacks:
             cb.on_train_start(state)
         for epoch in range(spec.epochs):
@@ -125,8 +129,17 @@ def fit(
                 if not math.isfinite(value):
                     diverged_at = state.step
                     break
+                # Techniques may add terms to the objective; train_loss reports the task loss.
+                objective = batch_loss
+                for cb in callbacks:
+                    term = cb.loss_term(state, xb, yb, out)
+                    if term is not None:
+                        objective = objective + term
+                if objective is not batch_loss and not math.isfinite(objective.item()):
+                    diverged_at = state.step
+                    break
                 optimizer.zero_grad(set_to_none=True)
-                batch_loss.backward()
+                objective.backward()
                 for cb in callbacks:
                     cb.on_after_backward(state)
                 if spec.grad_clip > 0:
@@ -197,6 +210,16 @@ def run(
         spec.arch, in_shape=data.in_shape, out_dim=data.out_dim, seed=spec.train.seed
     )
     return fit(model, data, spec.train, callbacks=callbacks, progress=progress, run_spec=spec)
+
+
+@contextlib.contextmanager
+def _ended(callbacks: Sequence[Callback], state: TrainState) -> Iterator[None]:
+    """Call every callback's ``on_train_end``, also when the loop stopped early or raised."""
+    try:
+        yield
+    finally:
+        for cb in callbacks:
+            cb.on_train_end(state)
 
 
 def _finite_params(model: nn.Module) -> bool:
