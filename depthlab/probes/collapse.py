@@ -16,7 +16,9 @@ class means μ_c, global mean μ_G (mean over all N samples) and n_c samples in 
 
 For imbalanced classes, Dang et al. (2023, "Neural Collapse in Deep Linear Networks: From
 Balanced to Imbalanced Data") prove that bias-free deep linear networks trained with MSE reach
-*orthogonal* un-centred class means whose norms grow with the class size. The probe reports the
+*orthogonal* un-centred class means whose norms depend on (are ordered by) the class size; with
+weight decay the feature means shrink as the class grows (the ``neural-collapse`` claim measured
+Spearman −1, consistent with ‖μ_c‖ ∝ n_c^(−1/4) from the per-class optimum). The probe reports the
 cosine matrix of the un-centred means μ_c, its largest off-diagonal |cosine| and the Spearman rank
 correlation between class sizes n_c and norms ‖μ_c‖ (``None`` when either is constant).
 
