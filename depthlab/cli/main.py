@@ -289,9 +289,7 @@ def sweep(
     spec = SweepSpec.load(sweep_file)
     runner = make(executor, workers or None, address)
     with SQLiteStore(store) as runs_db:
-        summary = run_sweep(
-            spec, runs_db, runner, retry_failed=retry_failed, progress=not quiet
-        )
+        summary = run_sweep(spec, runs_db, runner, retry_failed=retry_failed, progress=not quiet)
     counts = {s.value.lower(): n for s, n in summary.counts.items() if n}
     print(
         f"sweep: {summary.planned} planned, {summary.executed} run now, "

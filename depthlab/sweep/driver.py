@@ -5,7 +5,8 @@ Only the driver writes to the store, one transaction per change:
 1. Runs left RUNNING by a driver that died are returned to PENDING (they are redone).
 2. The sweep's planned runs are added as PENDING; runs already in the store keep their state,
    so COMPLETE runs are never redone and new axis values or seeds only add runs.
-3. A PENDING run is claimed (RUNNING) only when a worker is free for it, and finished
+3. A PENDING run is claimed (RUNNING) only when a worker is about to be free for it (one run
+   waits queued behind each busy worker), and finished
    (COMPLETE, FAILED or DIVERGED, with metrics, history and error) as soon as its outcome
    arrives. Killing the driver at any moment loses at most the runs in flight.
 
@@ -127,8 +128,11 @@ def _execute(
     queue = list(run_ids)
     in_flight: dict[str, RunRecord] = {}
     executed = 0
+    # One run queued behind each busy worker, so no worker waits for the driver between runs.
+    # A claimed run that has not started is simply redone if the driver dies.
+    depth = 2 * executor.workers
     while queue or in_flight:
-        while queue and len(in_flight) < executor.workers:
+        while queue and len(in_flight) < depth:
             run_id = queue.pop(0)
             claimed = store.claim(run_id, host, retry=True)
             in_flight[run_id] = claimed

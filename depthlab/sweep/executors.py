@@ -1,8 +1,8 @@
 """Where a sweep's runs execute: a local process pool, or a Ray cluster.
 
 An executor runs :func:`depthlab.sweep.task.execute` on spec dicts and hands back outcome dicts;
-it never sees the store (only the driver writes). At most ``workers`` runs are in flight, so
-the driver claims a run only when a worker is free for it.
+it never sees the store (only the driver writes). The driver keeps at most ``2 × workers``
+runs in flight (one queued behind each busy worker), so a claimed run starts soon.
 
 * ``local``: a pool of ``workers`` processes (default: the number of cores), started with
   ``spawn`` so no worker inherits the driver's torch thread pool, each using one torch thread.
@@ -44,7 +44,7 @@ def _failed(error: str) -> dict[str, Any]:
 
 
 class Executor(abc.ABC):
-    """Runs outcomes of :func:`execute`; ``submit`` at most ``workers`` runs at a time."""
+    """Runs :func:`execute` on ``workers`` workers; runs submitted beyond that wait in a queue."""
 
     name: str = ""
     workers: int = 1
@@ -78,6 +78,7 @@ def _init_worker() -> None:
     import torch
 
     torch.set_num_threads(1)
+    import depthlab.train  # noqa: F401  (import once per worker, in parallel, not in run 1)
 
 
 class LocalExecutor(Executor):
@@ -97,6 +98,17 @@ class LocalExecutor(Executor):
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker,
             )
+            # A pool whose workers cannot start (e.g. a driver script read from stdin, which
+            # spawned processes cannot re-import) fails here, before any run is claimed.
+            try:
+                self._pool.submit(os.getpid).result()
+            except cf.process.BrokenProcessPool:
+                self._pool = None
+                raise DepthlabError(
+                    "the local worker processes could not start (spawned workers re-import the "
+                    "driver's main module: run the sweep from a file, a notebook or "
+                    "`depthlab sweep`, not from stdin)"
+                ) from None
 
     def submit(self, key: str, spec: dict[str, Any], probes: Sequence[str]) -> None:
         self.start()
