@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck bench clean
+.PHONY: setup demo test lint typecheck bench docs clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,13 @@ lint: setup
 
 bench: setup
 	$(PY) bench/trainer_overhead.py
+	$(PY) bench/sweep_throughput.py
+
+# The claim pages (from the registry) and their plots (each claim's quick mode).
+docs: setup
+	$(VENV)/bin/depthlab claims --docs docs/claims
+	for c in $$($(PY) -c "from depthlab.claims import claim_names; print(*claim_names())"); do \
+		$(VENV)/bin/depthlab reproduce $$c --quick --out docs/claims || true; done
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
