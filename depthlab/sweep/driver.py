@@ -127,19 +127,37 @@ def _execute(
     """Claim each run when a worker is free, submit it, and finish it when its outcome arrives."""
     queue = list(run_ids)
     in_flight: dict[str, RunRecord] = {}
+    claimed_runs: dict[str, RunRecord] = {}
+    # Runs that were in flight when a worker died. Each is re-run alone, so a run that kills
+    # its worker again is known to be the cause and recorded FAILED; the others complete.
+    suspects: list[str] = []
     executed = 0
     # One run queued behind each busy worker, so no worker waits for the driver between runs.
     # A claimed run that has not started is simply redone if the driver dies.
     depth = 2 * executor.workers
-    while queue or in_flight:
-        while queue and len(in_flight) < depth:
-            run_id = queue.pop(0)
-            claimed = store.claim(run_id, host, retry=True)
-            in_flight[run_id] = claimed
-            executor.submit(run_id, claimed.spec, probes)
+    while queue or in_flight or suspects:
+        if suspects:
+            if not in_flight:
+                run_id = suspects[0]
+                in_flight[run_id] = claimed_runs[run_id]
+                executor.submit(run_id, claimed_runs[run_id].spec, probes)
+        else:
+            while queue and len(in_flight) < depth:
+                run_id = queue.pop(0)
+                claimed = store.claim(run_id, host, retry=True)
+                claimed_runs[run_id] = in_flight[run_id] = claimed
+                executor.submit(run_id, claimed.spec, probes)
         for run_id, outcome in executor.wait(timeout=1.0):
             claimed = in_flight.pop(run_id)
+            if outcome.get("state") == "LOST":
+                if run_id not in suspects:
+                    suspects.append(run_id)
+                    continue
+                outcome = {**outcome, "state": RunState.FAILED.value}  # it died alone: the cause
+            if run_id in suspects:
+                suspects.remove(run_id)
             done = store.finish(_finished(claimed, outcome))
+            claimed_runs.pop(run_id, None)
             executed += 1
             display.finished(done)
         display.tick()

@@ -6,8 +6,9 @@ runs in flight (one queued behind each busy worker), so a claimed run starts soo
 
 * ``local``: a pool of ``workers`` processes (default: the number of cores), started with
   ``spawn`` so no worker inherits the driver's torch thread pool, each using one torch thread.
-  A worker that dies (killed, out of memory) fails the runs it held with that error, and the
-  pool is restarted for the rest.
+  A worker that dies (killed, out of memory) takes the whole pool down: every run in it comes
+  back *lost* (``{"state": "LOST"}``), the pool is restarted, and the driver re-runs each lost
+  run on its own, so only the run that kills a worker twice is recorded FAILED.
 * ``ray``: each run is a Ray task with ``num_cpus=1``. Without ``address`` a local Ray instance
   is started with ``workers`` CPUs and shut down at the end; with ``address`` (``auto`` or
   ``HOST:PORT``) the sweep joins that cluster and uses all its CPUs unless ``workers`` is
@@ -41,6 +42,15 @@ def default_workers() -> int:
 
 def _failed(error: str) -> dict[str, Any]:
     return {"state": "FAILED", "metrics": {}, "history": [], "probes": {}, "error": error}
+
+
+#: The error of a run whose worker died while it was the only run in flight.
+WORKER_DIED = "worker process died while running it (killed, or out of memory)"
+
+
+def _lost() -> dict[str, Any]:
+    """A run that was in a pool whose worker died: not necessarily the culprit."""
+    return {**_failed(WORKER_DIED), "state": "LOST"}
 
 
 class Executor(abc.ABC):
@@ -128,12 +138,12 @@ class LocalExecutor(Executor):
                 out.append((key, future.result()))
             except cf.process.BrokenProcessPool:
                 broken = True
-                out.append((key, _failed("worker process died (killed or out of memory)")))
+                out.append((key, _lost()))
             except Exception as err:  # noqa: BLE001 - e.g. an outcome that cannot be unpickled
                 out.append((key, _failed(f"worker error: {type(err).__name__}: {err}")))
         if broken:  # the pool is unusable: every other run in it is lost too; start a new one
             for future, key in list(self._futures.items()):
-                out.append((key, _failed("worker process died (killed or out of memory)")))
+                out.append((key, _lost()))
                 del self._futures[future]
             self.close()
             self.start()

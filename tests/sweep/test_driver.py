@@ -115,32 +115,39 @@ def test_failed_and_diverged_runs_are_recorded_and_the_sweep_goes_on(tmp_path: P
         assert store.get(failed.run_id).attempt == 2
 
 
-def test_a_worker_that_dies_fails_only_its_runs(tmp_path: Path) -> None:
-    """A worker killed mid-run (as the OOM killer would) fails its run; the sweep goes on."""
-    sweep = small_sweep()
-    killer = _KillFirstRun(LocalExecutor(1))
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_worker_that_dies_fails_only_its_run(tmp_path: Path, workers: int) -> None:
+    """A run whose worker is killed every time (as the OOM killer would) is FAILED; the runs
+    that were in the same pool are re-run, and the sweep goes on."""
+    # The victim trains long enough (300 epochs) that the kill always lands while it is held.
+    sweep = small_sweep(axes={"train.epochs": [300, 3, 4, 5], "arch.act": ["relu", "tanh"]})
+    killer = _KillRun(LocalExecutor(workers), planned_records(sweep)[0].run_id)
     with SQLiteStore(tmp_path / "runs.db") as store:
         summary = run_sweep(sweep, store, killer, progress=False)
         states = [r.state for r in store.runs()]
         errors = [r.error for r in store.runs() if r.state is RunState.FAILED]
     assert summary.finished and states.count(RunState.FAILED) == 1
-    assert states.count(RunState.COMPLETE) == 7
+    assert states.count(RunState.COMPLETE) == 15
     assert "worker process died" in errors[0]
+    assert killer.kills == 2  # once with the others in flight, once alone
 
 
-class _KillFirstRun(LocalExecutor):
-    def __init__(self, inner: LocalExecutor) -> None:
+class _KillRun(LocalExecutor):
+    """Kills a worker of the pool right after the run ``victim`` is submitted."""
+
+    def __init__(self, inner: LocalExecutor, victim: str) -> None:
         super().__init__(inner.workers)
-        self.killed = False
+        self.victim = victim
+        self.kills = 0
 
     def submit(self, key, spec, probes):  # type: ignore[no-untyped-def]
         super().submit(key, spec, probes)
-        if not self.killed:
-            self.killed = True
-            time.sleep(0.2)
+        if key == self.victim:
+            self.kills += 1
+            time.sleep(0.1)
             assert self._pool is not None
-            for proc in self._pool._processes.values():  # the worker, not the driver
-                os.kill(proc.pid, signal.SIGKILL)
+            proc = next(iter(self._pool._processes.values()))  # a worker, not the driver
+            os.kill(proc.pid, signal.SIGKILL)
 
 
 def test_diagnose_probes_are_stored_with_each_run(tmp_path: Path) -> None:

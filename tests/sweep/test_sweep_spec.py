@@ -193,7 +193,7 @@ def test_bad_input_raises_spec_error_naming_the_field(text, field, words):
 def test_strategy_error_lists_only_implemented_strategies():
     with pytest.raises(SpecError) as info:
         SweepSpec.from_yaml(BASE + "axes: {arch.depth: [2]}\nstrategy: bayes")
-    assert info.value.detail.endswith("choices: grid, random")
+    assert info.value.detail.endswith("choices: grid, random, tpe")
 
 
 def test_axis_value_conflicting_with_base_names_both_fields():
