@@ -57,17 +57,25 @@ def _terminal_phase(epochs: int, seed: int) -> list[dict[str, float]]:
         loss.backward()
         opt.step()
         if epoch % 10 == 0:
-            with torch.no_grad():
-                h, logits = net[:-1](x), net(x)
-            m = collapse_metrics(
-                h.double().numpy(),
-                y.numpy(),
-                _last(net).weight.detach().double().numpy(),
-                logits.double().numpy(),
-            )
+            m, logits = _collapse_of(net, x, y)
             acc = float((logits.argmax(1) == y).double().mean())
             rows.append({"epoch": epoch, "train_acc": acc, "nc1": m["nc1"], "nc2": m["nc2"]})
     return rows
+
+
+def _collapse_of(
+    net: nn.Sequential, x: torch.Tensor, y: torch.Tensor
+) -> tuple[dict[str, Any], torch.Tensor]:
+    """Collapse metrics of the penultimate features (and the logits) of ``net`` on ``x``."""
+    with torch.no_grad():
+        h, logits = net[:-1](x), net(x)
+    m = collapse_metrics(
+        h.double().numpy(),
+        y.numpy(),
+        _last(net).weight.detach().double().numpy(),
+        logits.double().numpy(),
+    )
+    return m, logits
 
 
 def _linear_geometry(sizes: tuple[int, ...], loss: str, steps: int, seed: int) -> dict[str, Any]:
@@ -91,14 +99,7 @@ def _linear_geometry(sizes: tuple[int, ...], loss: str, steps: int, seed: int) -
         opt.zero_grad()
         value.backward()
         opt.step()
-    with torch.no_grad():
-        h, logits = net[:-1](x), net(x)
-    m = collapse_metrics(
-        h.double().numpy(),
-        y.numpy(),
-        _last(net).weight.detach().double().numpy(),
-        logits.double().numpy(),
-    )
+    m, logits = _collapse_of(net, x, y)
     return {
         "max_cos": m["max_offdiag_cosine"],
         "cosines": m["mean_cosines"],

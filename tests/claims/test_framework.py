@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from depthlab.claims import claim_names, get_claim
 from depthlab.claims.docs import claim_page, write_docs
+from depthlab.testing.cli import run_cli
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "claims"
 EXPECTED = {
@@ -19,13 +18,7 @@ EXPECTED = {
 }  # fmt: skip
 
 
-def depthlab(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "depthlab.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+depthlab = run_cli
 
 
 def test_the_ten_claims_are_registered_and_documented() -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from depthlab.testing.cli import run_cli
 
 SWEEP = """
 base:
@@ -20,13 +20,7 @@ seeds: [0]
 """
 
 
-def depthlab(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "depthlab.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+depthlab = run_cli
 
 
 def test_sweep_then_runs_and_report(tmp_path: Path) -> None:
