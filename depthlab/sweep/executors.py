@@ -21,6 +21,7 @@ import abc
 import concurrent.futures as cf
 import multiprocessing
 import os
+import signal
 from collections.abc import Sequence
 from typing import Any
 
@@ -84,6 +85,8 @@ class Executor(abc.ABC):
 
 
 def _init_worker() -> None:
+    # Ctrl-C is the driver's to handle: it records what finished and stops the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
@@ -152,6 +155,9 @@ class LocalExecutor(Executor):
     def close(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
+            if self._futures:  # stopped early (Ctrl-C, an error): do not wait for the runs
+                for process in list(getattr(pool, "_processes", {}).values()):
+                    process.terminate()
             pool.shutdown(wait=True, cancel_futures=True)
         self._futures.clear()
 

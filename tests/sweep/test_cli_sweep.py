@@ -105,3 +105,46 @@ def test_bad_arguments_give_one_line(tmp_path: Path, args: list[str], words: lis
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
     for word in words:
         assert word in out.stderr
+
+
+def test_ctrl_c_stops_with_one_line_and_the_sweep_resumes(tmp_path: Path) -> None:
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        SWEEP.replace("epochs: 3", "epochs: 200").replace("[1, 2]", "[1, 2, 3, 4, 5, 6]")
+    )
+    db = tmp_path / "runs.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "depthlab.cli.main", "sweep", str(sweep), "--store", str(db)]
+        + ["--workers", "2", "--quiet"],
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:  # until a first run finished
+        try:
+            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            query = "SELECT count(*) FROM runs WHERE state NOT IN ('PENDING', 'RUNNING')"
+            done = conn.execute(query).fetchone()[0]
+            conn.close()
+            if done:
+                break
+        except sqlite3.Error:
+            pass
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the driver and its workers
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.count("\n") == 1 and "sweep interrupted" in err and "resume" in err
+    again = depthlab("sweep", str(sweep), "--store", str(db), "--quiet")
+    assert again.returncode == 0, again.stderr
+    assert "12 planned" in again.stderr and "already finished" in again.stderr
+    rows = list(csv.DictReader(io.StringIO(depthlab("runs", "--store", str(db), "--csv").stdout)))
+    assert len(rows) == 12 and {r["state"] for r in rows} <= {"COMPLETE", "DIVERGED"}
