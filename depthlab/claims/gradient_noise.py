@@ -90,7 +90,7 @@ class GradientNoise(Claim):
         "A well-initialised shallow net (2 hidden layers, He init), same SGD, lr and noise: "
         "nothing to escape, the noise only adds variance, so it must not win the majority."
     )
-    full_time = "about 10 min on 2 cores shared with other jobs (620 s measured; ~2 min idle)"
+    full_time = "about 2 min on 2 cores (128 s measured, one other job running)"
 
     def experiment(self, ctx: Context) -> Evidence:
         torch.set_num_threads(1)
