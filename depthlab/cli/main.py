@@ -288,18 +288,22 @@ def sweep(
         fail(f"unknown executor {executor!r}; choices: {', '.join(EXECUTORS)}")
     spec = SweepSpec.load(sweep_file)
     runner = make(executor, workers or None, address)
-    with SQLiteStore(store) as runs_db:
-        try:
-            summary = run_sweep(
-                spec, runs_db, runner, retry_failed=retry_failed, progress=not quiet
-            )
-        except KeyboardInterrupt:
-            done = sum(1 for r in runs_db.runs() if r.is_terminal)
-            fail(
-                f"sweep interrupted; {done} finished run(s) are in {store}; "
-                "run the same command again to resume",
-                130,
-            )
+    runner.start()  # an executor that cannot start fails before the store is created
+    try:
+        with SQLiteStore(store) as runs_db:
+            try:
+                summary = run_sweep(
+                    spec, runs_db, runner, retry_failed=retry_failed, progress=not quiet
+                )
+            except KeyboardInterrupt:
+                done = sum(1 for r in runs_db.runs() if r.is_terminal)
+                fail(
+                    f"sweep interrupted; {done} finished run(s) are in {store}; "
+                    "run the same command again to resume",
+                    130,
+                )
+    finally:
+        runner.close()
     counts = {s.value.lower(): n for s, n in summary.counts.items() if n}
     print(
         f"sweep: {summary.planned} planned, {summary.executed} run now, "

@@ -197,6 +197,7 @@ class RayExecutor(Executor):
                 "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "1"}},
             }
             if self.address:
+                _check_reachable(self.address)
                 kwargs["address"] = self.address
             else:
                 kwargs["num_cpus"] = self.workers
@@ -240,6 +241,20 @@ class RayExecutor(Executor):
             self._ray().shutdown()
             self._started_ray = False
         self._remote = None
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A ``HOST:PORT`` address that nothing answers on fails now, not after Ray's long retries."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or "://" in address or not port.isdigit():
+        return  # "auto", or a ray:// client address: Ray resolves and reports those itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise DepthlabError(f"cannot reach a Ray cluster at {address}: {reason}") from None
 
 
 def make(name: str, workers: int | None = None, address: str | None = None) -> Executor:

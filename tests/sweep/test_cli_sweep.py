@@ -90,6 +90,10 @@ def test_bad_sweep_files_give_one_line_and_exit_2(
         (["sweep", "S", "--store", "DB", "--executor", "slurm"], ["unknown executor", "ray"]),
         (["sweep", "S", "--store", "DB", "--address", "x:1"], ["--address", "ray"]),
         (["sweep", "missing.yaml", "--store", "DB"], ["missing.yaml"]),
+        (
+            ["sweep", "S", "--store", "DB", "--executor", "ray", "--address", "127.0.0.1:1"],
+            ["cannot reach a Ray cluster at 127.0.0.1:1"],
+        ),
     ],
 )
 def test_bad_arguments_give_one_line(tmp_path: Path, args: list[str], words: list[str]) -> None:
@@ -105,6 +109,8 @@ def test_bad_arguments_give_one_line(tmp_path: Path, args: list[str], words: lis
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
     for word in words:
         assert word in out.stderr
+    if args[0] == "sweep":
+        assert not db.exists()  # a sweep that never started writes no store
 
 
 def test_ctrl_c_stops_with_one_line_and_the_sweep_resumes(tmp_path: Path) -> None:
