@@ -30,6 +30,7 @@ lint: setup
 bench: setup
 	$(PY) bench/trainer_overhead.py
 	$(PY) bench/sweep_throughput.py
+	$(PY) bench/claims_quick.py
 
 # The claim pages (from the registry) and their plots (each claim's quick mode).
 docs: setup

@@ -38,7 +38,6 @@ def test_quick_mode_reaches_its_recorded_outcome(quick):
     assert quick.as_recorded
     assert quick.passed is False
     assert len(quick.evidence.table) == 3
-    assert quick.seconds < 90 * 2  # the quick budget is 90 s on 2 free cores; CI is shared
 
 
 def test_control_fails(control):
