@@ -18,6 +18,7 @@ FAILED and DIVERGED runs are results: a resumed sweep leaves them alone unless
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import socket
 import sys
@@ -26,13 +27,13 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from depthlab.exceptions import DepthlabError
-from depthlab.spec.run import RunSpec
+from depthlab.spec.base import plain
 from depthlab.store.base import AbstractStore, RunRecord, RunState
 from depthlab.sweep.executors import Executor, LocalExecutor
-from depthlab.sweep.expand import grid_point, planned_records
+from depthlab.sweep.expand import grid_point, pending_record, planned_records
 from depthlab.sweep.spec import SweepSpec
 
-__all__ = ["SweepSummary", "record_of", "run_sweep", "sweep_records"]
+__all__ = ["SweepSummary", "run_sweep", "sweep_records"]
 
 
 @dataclasses.dataclass
@@ -51,10 +52,6 @@ class SweepSummary:
     def finished(self) -> bool:
         """Every planned run is in a terminal state."""
         return self.counts[RunState.PENDING] + self.counts[RunState.RUNNING] == 0
-
-
-def record_of(run: RunSpec) -> RunRecord:
-    return RunRecord.pending(run.content_hash(), run.to_dict(), run.train.seed)
 
 
 def run_sweep(
@@ -78,17 +75,23 @@ def run_sweep(
     show = sys.stderr.isatty() if progress is None else progress
     with executor:
         if sweep.strategy == "tpe":
-            planned, added, skipped, executed = _run_tpe(
+            run_ids, added, skipped, executed = _run_tpe(
                 sweep, store, executor, host, retry_failed, show, redone
             )
+            planned = sweep.budget * len(sweep.seeds) if sweep.budget else len(run_ids)
         else:
             records = planned_records(sweep)
+            run_ids = [r.run_id for r in records]
             added = store.add_pending(records)
-            todo = _todo(store, [r.run_id for r in records], retry_failed)
+            todo = _todo(store, run_ids, retry_failed)
             planned, skipped = len(records), len(records) - len(todo)
             with _Display(show, len(records), skipped, redone) as display:
                 executed = _execute(todo, store, executor, sweep.probes, host, display)
-    counts = _counts(store, sweep)
+    ids = set(run_ids)
+    counts = dict.fromkeys(RunState, 0)
+    for r in store.runs():
+        if r.run_id in ids:
+            counts[r.state] += 1
     return SweepSummary(
         planned=planned,
         added=added,
@@ -179,13 +182,6 @@ def _finished(claimed: RunRecord, outcome: dict[str, Any]) -> RunRecord:
     )
 
 
-def _counts(store: AbstractStore, sweep: SweepSpec) -> dict[RunState, int]:
-    counts = dict.fromkeys(RunState, 0)
-    for r in sweep_records(store, sweep):
-        counts[r.state] += 1
-    return counts
-
-
 # -- tpe ------------------------------------------------------------------------------------------
 
 
@@ -211,8 +207,6 @@ def _point_of(sweep: SweepSpec, record: RunRecord) -> tuple[int, ...] | None:
 
 
 def _same(a: Any, b: Any) -> bool:
-    from depthlab.spec.base import plain
-
     return bool(plain(a) == plain(b))
 
 
@@ -235,7 +229,8 @@ def _run_tpe(
     retry_failed: bool,
     show: bool,
     redone: int,
-) -> tuple[int, int, int, int]:
+) -> tuple[list[str], int, int, int]:
+    """Run ``budget`` distinct points chosen by TPE; return (run ids, added, skipped, executed)."""
     try:
         import optuna
     except ImportError:
@@ -254,21 +249,28 @@ def _run_tpe(
         sampler=optuna.samplers.TPESampler(seed=sweep.sample_seed, n_startup_trials=4),
     )
 
-    def runs_of(index: tuple[int, ...]) -> list[RunRecord]:
+    @functools.cache
+    def runs_of(index: tuple[int, ...]) -> tuple[RunRecord, ...]:
+        """The PENDING records of a point's runs, one per seed (built once per point)."""
         values = {p: sweep.axes[p][i] for p, i in zip(paths, index, strict=True)}
-        return [record_of(sweep.point(values, seed)) for seed in sweep.seeds]
+        return tuple(pending_record(sweep.point(values, seed)) for seed in sweep.seeds)
 
-    def tell(index: tuple[int, ...], records: Sequence[RunRecord]) -> None:
-        value = _objective(sweep, records)
-        params = dict(zip(paths, index, strict=True))
-        state = optuna.trial.TrialState.COMPLETE if value is not None else None
-        trial = optuna.trial.create_trial(
-            params=params,
-            distributions=dists,
-            value=value,
-            state=state or optuna.trial.TrialState.FAIL,
+    def value_of(index: tuple[int, ...]) -> float | None:
+        return _objective(sweep, [store.get(rec.run_id) for rec in runs_of(index)])
+
+    def add_trial(index: tuple[int, ...]) -> None:
+        """A point run outside ``study.ask`` (found in the store, or forced): tell TPE of it."""
+        value = value_of(index)
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=dict(zip(paths, index, strict=True)),
+                distributions=dists,
+                value=value,
+                state=optuna.trial.TrialState.COMPLETE
+                if value is not None
+                else optuna.trial.TrialState.FAIL,
+            )
         )
-        study.add_trial(trial)
 
     # Rebuild: points already in the store, in the order they were added.
     points: dict[tuple[int, ...], None] = {}
@@ -277,26 +279,25 @@ def _run_tpe(
         if index is not None:
             points.setdefault(index, None)
     existing = list(points)[: sweep.budget]
-    added = store.add_pending([rec for index in existing for rec in runs_of(index)])
-    todo = _todo(store, [rec.run_id for index in existing for rec in runs_of(index)], retry_failed)
+    records = [rec for index in existing for rec in runs_of(index)]
+    added = store.add_pending(records)
+    todo = _todo(store, [rec.run_id for rec in records], retry_failed)
     total = sweep.budget * len(sweep.seeds)
-    skipped = len(existing) * len(sweep.seeds) - len(todo)
-    executed = 0
+    skipped = len(records) - len(todo)
     with _Display(show, total, skipped, redone) as display:
-        executed += _execute(todo, store, executor, sweep.probes, host, display)
+        executed = _execute(todo, store, executor, sweep.probes, host, display)
         for index in existing:
-            tell(index, [store.get(rec.run_id) for rec in runs_of(index)])
-        seen = {index: True for index in existing}
+            add_trial(index)
+        seen = set(existing)
         while len(seen) < sweep.budget:
-            batch: dict[tuple[int, ...], Any] = {}
+            batch: dict[tuple[int, ...], Any] = {}  # point -> its asked trial (None: forced)
             repeats = 0
             while len(batch) < min(executor.workers, sweep.budget - len(seen)):
                 trial = study.ask(dists)
                 index = tuple(int(trial.params[p]) for p in paths)
                 if index in seen:
                     # A point already run costs nothing: tell TPE the value it had.
-                    value = _objective(sweep, [store.get(r.run_id) for r in runs_of(index)])
-                    _tell(study, trial, value)
+                    _tell(study, trial, value_of(index))
                 elif index in batch:
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 else:
@@ -304,20 +305,20 @@ def _run_tpe(
                     continue
                 repeats += 1
                 if repeats > 100 * sweep.budget:  # TPE keeps repeating itself: take any new point
-                    batch.setdefault(_first_unseen(sweep, set(seen) | set(batch)), None)
-            records = [rec for index in batch for rec in runs_of(index)]
-            added += store.add_pending(records)
+                    batch.setdefault(_first_unseen(sweep, seen | set(batch)), None)
+            new = [rec for index in batch for rec in runs_of(index)]
+            added += store.add_pending(new)
             executed += _execute(
-                [r.run_id for r in records], store, executor, sweep.probes, host, display
+                [r.run_id for r in new], store, executor, sweep.probes, host, display
             )
-            for index, pending in batch.items():
-                value = _objective(sweep, [store.get(rec.run_id) for rec in runs_of(index)])
-                if pending is None:
-                    tell(index, [store.get(rec.run_id) for rec in runs_of(index)])
+            for index, trial in batch.items():
+                if trial is None:
+                    add_trial(index)
                 else:
-                    _tell(study, pending, value)
-                seen[index] = True
-    return total, added, skipped, executed
+                    _tell(study, trial, value_of(index))
+                seen.add(index)
+    run_ids = [rec.run_id for index in seen for rec in runs_of(index)]
+    return run_ids, added, skipped, executed
 
 
 def _tell(study: Any, trial: Any, value: float | None) -> None:

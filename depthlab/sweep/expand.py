@@ -18,7 +18,7 @@ from depthlab.spec.run import RunSpec
 from depthlab.store.base import RunRecord
 from depthlab.sweep.spec import SweepSpec
 
-__all__ = ["expand", "grid_point", "planned_records", "point_indices"]
+__all__ = ["expand", "grid_point", "pending_record", "planned_records", "point_indices"]
 
 
 def point_indices(sweep: SweepSpec) -> list[int]:
@@ -61,10 +61,15 @@ def expand(sweep: SweepSpec) -> list[RunSpec]:
     return runs
 
 
+def pending_record(run: RunSpec) -> RunRecord:
+    """The PENDING store record of one run: id ``{spec hash}-s{seed}``."""
+    return RunRecord.pending(run.content_hash(), run.to_dict(), run.train.seed)
+
+
 def planned_records(sweep: SweepSpec) -> list[RunRecord]:
     """A PENDING record per run, in expansion order, de-duplicated by ``run_id``."""
     records: dict[str, RunRecord] = {}
     for run in expand(sweep):
-        record = RunRecord.pending(run.content_hash(), run.to_dict(), run.train.seed)
+        record = pending_record(run)
         records.setdefault(record.run_id, record)
     return list(records.values())

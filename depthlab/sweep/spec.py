@@ -27,6 +27,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
+from depthlab import _registry as reg
 from depthlab.exceptions import SpecError
 from depthlab.spec.base import Spec, check_choice, plain
 from depthlab.spec.run import RunSpec
@@ -117,11 +118,11 @@ class SweepSpec(Spec):
             )
         if self.objective:
             check_choice("objective", self.objective, OBJECTIVES)
-        for i, probe in enumerate(self.probes):
-            from depthlab import _registry as reg
+        if self.probes:
             from depthlab import probes as _probes  # noqa: F401  (fills the probe registry)
 
-            reg.PROBES.get(probe, field=f"probes[{i}]")
+            for i, probe in enumerate(self.probes):
+                reg.PROBES.get(probe, field=f"probes[{i}]")
         if self.strategy in ("random", "tpe"):
             if self.budget is None:
                 raise SpecError(
