@@ -68,7 +68,8 @@ def _collapse_of(
 ) -> tuple[dict[str, Any], torch.Tensor]:
     """Collapse metrics of the penultimate features (and the logits) of ``net`` on ``x``."""
     with torch.no_grad():
-        h, logits = net[:-1](x), net(x)
+        h = net[:-1](x)
+        logits = net[-1](h)
     m = collapse_metrics(
         h.double().numpy(),
         y.numpy(),

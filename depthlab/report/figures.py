@@ -10,7 +10,8 @@ from typing import Any
 Diagnosis = dict[str, Any]
 
 
-def _plt():  # type: ignore[no-untyped-def]
+def pyplot():  # type: ignore[no-untyped-def]
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,7 +33,7 @@ def _figure(
     draw: Callable[[Any, int, Diagnosis], bool],
     diagnoses: list[Diagnosis],
 ) -> Path | None:
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
     drew = False
     for i, (xlabel, ylabel, log) in enumerate(panels):

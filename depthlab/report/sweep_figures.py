@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from depthlab.report.figures import FIGURES
+from depthlab.report.figures import FIGURES, pyplot
 from depthlab.report.sweep_data import (
     DEPTH,
     WIDTH,
@@ -42,15 +42,6 @@ PANELS_PER_FIGURE = 12
 MAX_DIAGNOSED_PLOTTED = 10
 
 Panel = tuple[Key, list[Config]]
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
@@ -142,7 +133,7 @@ def phase_heatmaps(
     import numpy as np
     from matplotlib.patches import Rectangle
 
-    plt = _plt()
+    plt = pyplot()
     panel_axes = [a for a in axes if a not in (DEPTH, WIDTH)]
     depths, widths = axes[DEPTH], axes[WIDTH]
     norm = _norm(configs, metric)
@@ -203,7 +194,7 @@ def phase_lines(
     configs: list[Config], axes: dict[str, list[str]], metric: str, out: Path
 ) -> list[Path]:
     """Only one of depth and width varies: the metric along it, one line per other combination."""
-    plt = _plt()
+    plt = pyplot()
     along = DEPTH if DEPTH in axes else WIDTH
     ticks = axes[along]
     line_axes = [a for a in axes if a != along]
@@ -236,7 +227,7 @@ def phase_lines(
 
 def curve_figures(configs: list[Config], axes: dict[str, list[str]], out: Path) -> list[Path]:
     """Train loss against epoch; one panel per combination of the axes other than depth/width."""
-    plt = _plt()
+    plt = pyplot()
     panel_axes = [a for a in axes if a not in (DEPTH, WIDTH)]
     line_axes = [a for a in axes if a in (DEPTH, WIDTH)]
     panels = [

@@ -78,7 +78,7 @@ def run_sweep(
             run_ids, added, skipped, executed = _run_tpe(
                 sweep, store, executor, host, retry_failed, show, redone
             )
-            planned = sweep.budget * len(sweep.seeds) if sweep.budget else len(run_ids)
+            planned = len(run_ids)
         else:
             records = planned_records(sweep)
             run_ids = [r.run_id for r in records]
@@ -112,11 +112,11 @@ def sweep_records(store: AbstractStore, sweep: SweepSpec) -> list[RunRecord]:
 
 
 def _todo(store: AbstractStore, run_ids: Sequence[str], retry_failed: bool) -> list[str]:
-    states = {r.run_id: r.state for r in store.runs()}
-    wanted = {RunState.PENDING}
+    wanted = [RunState.PENDING]
     if retry_failed:
-        wanted |= {RunState.FAILED, RunState.DIVERGED}
-    return [i for i in run_ids if states.get(i) in wanted]
+        wanted += [RunState.FAILED, RunState.DIVERGED]
+    ids = {r.run_id for state in wanted for r in store.runs(state)}
+    return [i for i in run_ids if i in ids]
 
 
 def _execute(
@@ -255,6 +255,7 @@ def _run_tpe(
         values = {p: sweep.axes[p][i] for p, i in zip(paths, index, strict=True)}
         return tuple(pending_record(sweep.point(values, seed)) for seed in sweep.seeds)
 
+    @functools.cache  # asked only for points whose runs have all finished
     def value_of(index: tuple[int, ...]) -> float | None:
         return _objective(sweep, [store.get(rec.run_id) for rec in runs_of(index)])
 

@@ -179,9 +179,16 @@ def fit(
 
     metrics: dict[str, float] = {}
     if diverged_at is None:
+        # The last epoch already evaluated val and test on these very weights.
+        last_row = history[-1] if history else {}
         for part in ("train", "val", "test"):
-            for k, v in evaluate(model, *data.split(part), loss, classify).items():
-                metrics[f"{part}_{k}"] = v
+            done = {k: v for k, v in last_row.items() if k.startswith(f"{part}_")}
+            if part == "train" or not last_row:
+                done = {
+                    f"{part}_{k}": v
+                    for k, v in evaluate(model, *data.split(part), loss, classify).items()
+                }
+            metrics.update(done)
         if not all(math.isfinite(v) for v in metrics.values()):
             diverged_at = state.step
     run_state = RunState.COMPLETE if diverged_at is None else RunState.DIVERGED
