@@ -103,6 +103,7 @@ class LocalExecutor(Executor):
         self.workers = workers or default_workers()
         self._pool: cf.ProcessPoolExecutor | None = None
         self._futures: dict[cf.Future[dict[str, Any]], str] = {}
+        self._undelivered: list[tuple[str, dict[str, Any]]] = []  # outcomes for the next wait
 
     def start(self) -> None:
         if self._pool is None:
@@ -126,10 +127,28 @@ class LocalExecutor(Executor):
     def submit(self, key: str, spec: dict[str, Any], probes: Sequence[str]) -> None:
         self.start()
         assert self._pool is not None
-        future = self._pool.submit(execute, spec, probes=tuple(probes), threads=1)
+        try:
+            future = self._pool.submit(execute, spec, probes=tuple(probes), threads=1)
+        except cf.process.BrokenProcessPool:
+            # A worker died since the last wait: this run never started, and every run in the
+            # pool is lost. All of them are reported by the next wait; a new pool takes over.
+            self._undelivered.append((key, _lost()))
+            self._lose_all()
+            return
         self._futures[future] = key
 
+    def _lose_all(self) -> None:
+        """Report every run still in the (broken) pool as lost and start a fresh pool."""
+        for future, key in list(self._futures.items()):
+            self._undelivered.append((key, _lost()))
+            del self._futures[future]
+        self.close()
+        self.start()
+
     def wait(self, timeout: float | None = None) -> list[tuple[str, dict[str, Any]]]:
+        if self._undelivered:
+            out, self._undelivered = self._undelivered, []
+            return out
         if not self._futures:
             return []
         done, _ = cf.wait(self._futures, timeout=timeout, return_when=cf.FIRST_COMPLETED)
@@ -144,12 +163,10 @@ class LocalExecutor(Executor):
                 out.append((key, _lost()))
             except Exception as err:  # noqa: BLE001 - e.g. an outcome that cannot be unpickled
                 out.append((key, _failed(f"worker error: {type(err).__name__}: {err}")))
-        if broken:  # the pool is unusable: every other run in it is lost too; start a new one
-            for future, key in list(self._futures.items()):
-                out.append((key, _lost()))
-                del self._futures[future]
-            self.close()
-            self.start()
+        if broken:  # the pool is unusable: every other run in it is lost too
+            self._lose_all()
+            out += self._undelivered
+            self._undelivered = []
         return out
 
     def close(self) -> None:

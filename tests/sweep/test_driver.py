@@ -150,6 +150,32 @@ class _KillRun(LocalExecutor):
             os.kill(proc.pid, signal.SIGKILL)
 
 
+def test_a_worker_that_dies_between_submits_loses_runs_not_the_sweep() -> None:
+    """A worker can die while the driver is submitting: the next submit finds the pool broken.
+    That run and every run in the pool come back LOST from the next wait; a new pool runs on."""
+    spec = small_sweep(seeds=[0]).point({}, 0).to_dict()
+    executor = LocalExecutor(1)
+    executor.start()
+    try:
+        executor.submit("first", spec, ())
+        assert executor._pool is not None
+        worker = next(iter(executor._pool._processes.values()))
+        os.kill(worker.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while not executor._pool._broken and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert executor._pool._broken
+        executor.submit("second", spec, ())  # must not raise
+        lost = executor.wait(timeout=5)
+        assert sorted(key for key, _ in lost) == ["first", "second"]
+        assert all(outcome["state"] == "LOST" for _, outcome in lost)
+        executor.submit("third", spec, ())
+        ((key, outcome),) = executor.wait(timeout=60)
+        assert key == "third" and outcome["state"] == "COMPLETE"
+    finally:
+        executor.close()
+
+
 def test_diagnose_probes_are_stored_with_each_run(tmp_path: Path) -> None:
     sweep = small_sweep(probes=["signal", "gradients"], seeds=[0])
     with SQLiteStore(tmp_path / "runs.db") as store:
