@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
 import torch
@@ -100,6 +100,9 @@ def preserved(model: nn.Module) -> Iterator[None]:
     """Restore every submodule's mode, every parameter and buffer, ``requires_grad`` and
     ``.grad`` on exit."""
     modes = [(m, m.training) for m in model.modules()]
+    # which tensor objects each module holds: torch.func.functional_call leaves a plain tensor
+    # in place of a Parameter when one module is called under two names (nn.Sequential(a, b, a))
+    held = [(m, dict(m._parameters), dict(m._buffers)) for m in model.modules()]
     tensors = {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()}
     flags = [
         (p, p.requires_grad, None if p.grad is None else p.grad.detach().clone())
@@ -108,6 +111,11 @@ def preserved(model: nn.Module) -> Iterator[None]:
     try:
         yield
     finally:
+        for m, params, buffers in held:
+            for store, saved in ((m._parameters, params), (m._buffers, buffers)):
+                for k, v in saved.items():
+                    if store.get(k) is not v:
+                        store[k] = v
         with torch.no_grad():
             current = model.state_dict(keep_vars=True)
             for k, v in tensors.items():
@@ -118,3 +126,25 @@ def preserved(model: nn.Module) -> Iterator[None]:
             p.grad = grad
         for m, training in modes:
             m.training = training
+
+
+def functional_state(
+    model: nn.Module, names: Iterable[str] | None = None, *, detach: bool = True
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """``(params, rest)`` for ``torch.func.functional_call(model, (params, rest), args)``.
+
+    ``params``: the parameters named ``names``, in that order (default: the trainable ones,
+    ``requires_grad``, in ``named_parameters`` order); ``rest``: every other parameter, then
+    every buffer. With ``detach`` the parameters are detached (fresh leaves for ``torch.func``,
+    no graph back into the model); buffers are always passed as they are.
+    """
+    every = dict(model.named_parameters())
+    keys = [k for k, p in every.items() if p.requires_grad] if names is None else list(names)
+
+    def own(t: torch.Tensor) -> torch.Tensor:
+        return t.detach() if detach else t
+
+    params = {k: own(every[k]) for k in keys}
+    rest = {k: own(p) for k, p in every.items() if k not in params}
+    rest.update(dict(model.named_buffers()))
+    return params, rest

@@ -37,6 +37,7 @@ from torch import nn
 
 from depthlab.exceptions import ProbeError, SpecError
 from depthlab.probes.base import Probe, ProbeBatch, register_probe
+from depthlab.probes.layers import recording
 from depthlab.spec import Spec
 
 
@@ -89,35 +90,26 @@ def penultimate(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(features, logits)``: the input and output of ``classifier`` for every sample of ``x``,
     shapes (N, d) and (N, K). The classifier must be called exactly once per forward pass."""
-    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-    def hook(module: nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> None:
-        calls.append((args[0].detach(), out.detach()))
-
     step = len(x) if chunk_size == 0 else chunk_size
     feats, logits = [], []
-    handle = classifier.register_forward_hook(hook)
-    try:
-        with torch.no_grad():
-            for start in range(0, len(x), step):
-                calls.clear()
-                chunk = x[start : start + step]
-                model(chunk)
-                if len(calls) != 1:
-                    raise ProbeError(
-                        f"the classifier was called {len(calls)} times in one forward pass; "
-                        "collapse needs exactly one call (name it with classifier=...)"
-                    )
-                h, out = calls[0]
-                if h.ndim != 2 or h.shape[0] != len(chunk):
-                    raise ProbeError(
-                        f"classifier input has shape {tuple(h.shape)}; collapse needs one "
-                        f"feature vector per sample, shape ({len(chunk)}, features)"
-                    )
-                feats.append(h)
-                logits.append(out)
-    finally:
-        handle.remove()
+    with recording([("classifier", classifier)]) as calls, torch.no_grad():
+        for start in range(0, len(x), step):
+            calls.clear()
+            chunk = x[start : start + step]
+            model(chunk)
+            if len(calls) != 1:
+                raise ProbeError(
+                    f"the classifier was called {len(calls)} times in one forward pass; "
+                    "collapse needs exactly one call (name it with classifier=...)"
+                )
+            h, out = calls[0].args[0].detach(), calls[0].output.detach()
+            if h.ndim != 2 or h.shape[0] != len(chunk):
+                raise ProbeError(
+                    f"classifier input has shape {tuple(h.shape)}; collapse needs one "
+                    f"feature vector per sample, shape ({len(chunk)}, features)"
+                )
+            feats.append(h)
+            logits.append(out)
     return torch.cat(feats), torch.cat(logits)
 
 

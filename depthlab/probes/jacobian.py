@@ -18,8 +18,8 @@ from torch import nn
 from torch.func import functional_call, jacrev, jvp, vmap
 
 from depthlab.exceptions import ProbeError
-from depthlab.probes.base import Probe, ProbeBatch, register_probe
-from depthlab.probes.layers import weight_layers
+from depthlab.probes.base import Probe, ProbeBatch, functional_state, register_probe
+from depthlab.probes.layers import recording, weight_layers
 from depthlab.spec import Spec
 from depthlab.spec.base import check_min
 
@@ -34,11 +34,10 @@ class JacobianParams(Spec):
 
 def input_jacobians(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``(N, outputs, inputs)``: per-sample Jacobians of the flattened output w.r.t. input."""
-    params = {k: v.detach() for k, v in model.named_parameters()}
-    buffers = dict(model.named_buffers())
+    state = functional_state(model)
 
     def f(xi: torch.Tensor) -> torch.Tensor:
-        return functional_call(model, (params, buffers), (xi.unsqueeze(0),)).reshape(-1)
+        return functional_call(model, state, (xi.unsqueeze(0),)).reshape(-1)
 
     jac = vmap(jacrev(f))(x)
     return jac.reshape(len(x), jac.shape[1], -1)
@@ -50,18 +49,12 @@ def layer_gains(model: nn.Module, x: torch.Tensor, seed: int) -> list[dict[str, 
     One forward-mode pass (``torch.func.jvp``) carries the tangent v to every layer output.
     """
     layers = weight_layers(model)
-    params = {k: v.detach() for k, v in model.named_parameters()}
-    buffers = dict(model.named_buffers())
+    state = functional_state(model)
 
     def outputs(inp: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        seen: list[torch.Tensor] = []
-        handles = [m.register_forward_hook(lambda mod, a, out: seen.append(out)) for _, m in layers]
-        try:
-            functional_call(model, (params, buffers), (inp,))
-        finally:
-            for h in handles:
-                h.remove()
-        return tuple(seen)
+        with recording(layers) as calls:
+            functional_call(model, state, (inp,))
+        return tuple(c.output for c in calls)
 
     gen = torch.Generator().manual_seed(seed)
     v = torch.randn(x.shape, generator=gen, dtype=x.dtype)

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from depthlab.exceptions import ProbeError
-from depthlab.probes.base import Probe, ProbeBatch, register_probe
+from depthlab.probes.base import Probe, ProbeBatch, functional_state, register_probe
 from depthlab.probes.ntk_func import jacobian_kernel, ntvp_kernel
 from depthlab.probes.ntk_layerwise import candidate_layers, layerwise_kernel
 from depthlab.spec import Spec
@@ -71,10 +71,6 @@ class NTKParams(Spec):
         check_range("memory_mb", self.memory_mb, 0.0, lo_open=True)
 
 
-def _trainable(model: nn.Module) -> dict[str, nn.Parameter]:
-    return {k: p for k, p in model.named_parameters() if p.requires_grad}
-
-
 def choose_method(model: nn.Module, n: int, k: int, budget: int) -> str:
     """``auto``: flop estimates, N samples, K outputs, P trainable parameters, P_f of them
     outside linear/conv layers (budget in elements):
@@ -84,7 +80,7 @@ def choose_method(model: nn.Module, n: int, k: int, budget: int) -> str:
               + the jacobian cost with P_f in place of P for the contraction, memory N·K·P_f;
     ntvp      when neither fits: N·K·3P + N²·K·3P flops, memory O(K·P).
     """
-    params = _trainable(model)
+    params, _ = functional_state(model, detach=False)
     p_all = sum(p.numel() for p in params.values())
     layered, per_layer = 0, 0
     for m in candidate_layers(model):
@@ -114,7 +110,7 @@ def empirical_ntk(
     """Θ (float64, ``(N, N)``) of ``model`` as it is (mode included) on ``x``, and details:
     the method used, K, P and how many parameters each path covered."""
     check_choice("method", method, METHODS)
-    params = _trainable(model)
+    params, _ = functional_state(model, detach=False)  # the parameters: `covered` holds ids
     if not params:
         raise ProbeError("the model has no trainable parameters (requires_grad); Θ is empty")
     with torch.no_grad():
@@ -170,7 +166,7 @@ def _train_copy(model: nn.Module, batch: ProbeBatch, p: NTKParams) -> tuple[nn.M
     except Exception as exc:  # any failure to copy a user's module
         raise ProbeError(f"cannot copy the model to train it ({exc}); set train_steps: 0") from exc
     clone.eval()
-    trainable = list(_trainable(clone).values())
+    trainable = list(functional_state(clone, detach=False)[0].values())
     opt_cls = torch.optim.SGD if p.optimizer == "sgd" else torch.optim.Adam
     opt = opt_cls(trainable, lr=p.lr)
     losses = []
@@ -198,7 +194,7 @@ class NTKProbe(Probe):
         model.eval()
         x = batch.x[: p.samples]
         theta, info = empirical_ntk(model, x, method=p.method, memory_mb=p.memory_mb, seed=seed)
-        dtype = next(iter(_trainable(model).values())).dtype
+        dtype = next(iter(functional_state(model, detach=False)[0].values())).dtype
         result: dict[str, Any] = {**spectrum(theta, dtype), "n_samples": len(x), **info}
         if p.train_steps > 0:
             clone, losses = _train_copy(model, batch, p)

@@ -23,6 +23,7 @@ from torch import nn
 from torch.func import functional_call, grad, jacrev, jvp, vjp, vmap
 
 from depthlab.exceptions import ProbeError
+from depthlab.probes.base import functional_state
 
 
 @contextlib.contextmanager
@@ -36,14 +37,6 @@ def _quiet_vmap() -> Iterator[None]:
         yield
 
 
-def _split(model: nn.Module, names: list[str]) -> tuple[dict, dict]:
-    params = dict(model.named_parameters())
-    wanted = {k: params[k].detach() for k in names}
-    fixed = {k: v.detach() for k, v in params.items() if k not in wanted}
-    fixed.update(dict(model.named_buffers()))
-    return wanted, fixed
-
-
 def _chunk(budget: int, per_item: int, n: int) -> int:
     return max(1, min(n, budget // max(1, per_item)))
 
@@ -52,7 +45,7 @@ def per_sample_jacobians(
     model: nn.Module, x: torch.Tensor, names: list[str], *, budget: int
 ) -> torch.Tensor:
     """``(N, K·P)``: every sample's Jacobian of the flattened output w.r.t. ``names``."""
-    wanted, fixed = _split(model, names)
+    wanted, fixed = functional_state(model, names)
 
     def f(p: dict, xi: torch.Tensor) -> torch.Tensor:
         return functional_call(model, {**fixed, **p}, (xi.unsqueeze(0),)).reshape(-1)
@@ -107,7 +100,7 @@ def ntvp_kernel(
 ) -> torch.Tensor:
     """Θ over the parameters ``names`` by NTK-vector products, float64 ``(N, N)``."""
     n = len(x)
-    wanted, fixed = _split(model, names)
+    wanted, fixed = functional_state(model, names)
 
     def f_one(p: dict, xi: torch.Tensor) -> torch.Tensor:
         return functional_call(model, {**fixed, **p}, (xi.unsqueeze(0),)).reshape(-1)

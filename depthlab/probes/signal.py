@@ -20,7 +20,7 @@ from torch import nn
 
 from depthlab.exceptions import ProbeError
 from depthlab.probes.base import Probe, ProbeBatch, register_probe
-from depthlab.probes.layers import ELEMENTWISE, WEIGHT_LAYERS, per_sample
+from depthlab.probes.layers import ELEMENTWISE, WEIGHT_LAYERS, per_sample, recording
 from depthlab.spec import Spec
 from depthlab.spec.base import check_min
 
@@ -47,13 +47,19 @@ class SignalProbe(Probe):
         if len(x) < 2:
             raise ProbeError("signal needs at least 2 input samples")
         model.train()  # the forward pass training sees (batch statistics, dropout)
-        events = _trace(model, x)
-        if not any(kind == "layer" for kind, *_ in events):
+        hooked = [
+            (n or "model", m)
+            for n, m in model.named_modules()
+            if isinstance(m, WEIGHT_LAYERS + ELEMENTWISE)
+        ]
+        with recording(hooked) as calls:  # layer and activation calls in the order they ran
+            model(x)
+        if not any(isinstance(c.module, WEIGHT_LAYERS) for c in calls):
             raise ProbeError("signal found no nn.Linear / nn.Conv layer in the model")
         n_pairs = min(self.params.pairs, len(x) // 2)
         layers: list[dict[str, Any]] = []
-        for kind, name, module, inp, out in events:
-            if kind == "layer":
+        for name, module, args, out in calls:
+            if isinstance(module, WEIGHT_LAYERS):
                 h = per_sample(out).double()
                 layers.append(
                     {
@@ -72,7 +78,7 @@ class SignalProbe(Probe):
                 span = a.max(0).values - a.min(0).values
                 scale = 1.0 + a.abs().mean(0)
                 layers[-1]["dead_fraction"] = (span <= 1e-8 * scale).double().mean().item()
-                layers[-1]["saturated_fraction"] = _saturated(module, per_sample(inp))
+                layers[-1]["saturated_fraction"] = _saturated(module, per_sample(args[0]))
         first, last = layers[0]["second_moment"], layers[-1]["second_moment"]
         ratio = last / first if first > 0 else math.inf
         return {
@@ -83,33 +89,6 @@ class SignalProbe(Probe):
             "final_correlation": layers[-1]["correlation"],
             "n_samples": len(x),
         }
-
-
-def _trace(model: nn.Module, x: torch.Tensor) -> list[tuple[str, str, nn.Module, Any, Any]]:
-    """Layer and activation outputs in the order they ran."""
-    events: list[tuple[str, str, nn.Module, Any, Any]] = []
-    handles = []
-    for name, module in model.named_modules():
-        kind = (
-            "layer"
-            if isinstance(module, WEIGHT_LAYERS)
-            else "act"
-            if isinstance(module, ELEMENTWISE)
-            else None
-        )
-        if kind is None:
-            continue
-
-        def hook(mod: nn.Module, args: tuple, out: Any, kind: str = kind, name: str = name) -> None:
-            events.append((kind, name or "model", mod, args[0].detach(), out.detach()))
-
-        handles.append(module.register_forward_hook(hook))
-    try:
-        model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return events
 
 
 def _pair_correlation(h: torch.Tensor, n_pairs: int) -> float:
