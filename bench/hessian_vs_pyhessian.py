@@ -8,8 +8,10 @@ the exact dense Hessian (float64, computed once and cached) as the reference:
     Lanczos (stopped on its eigenvalue error bound ``eig_tol``, and for comparison on the Ritz
     residual ``tol`` alone) against PyHessian's power iteration (at its default tol=1e-3, then
     tightened until it reaches 1e-4, if it does); then the same for the top 5 (PyHessian
-    deflates); ``--only-top`` stops after (a);
-(b) trace at equal wall time: depthlab's Hutch++ against PyHessian's Hutchinson over 20 seeds;
+    deflates);
+(b) trace over 20 seeds: depthlab's default (``trace_method: auto``, which is exact on this
+    piecewise-linear CNN: tr H = tr of the Gauss–Newton part) and, at equal wall time, its
+    Hutch++, against PyHessian's Hutchinson;
 (c) eigenvalue density (stochastic Lanczos quadrature, same probes × steps): wall time, peak
     memory and distance to the exact density. PyHessian's ``density()`` calls ``torch.eig``,
     removed from torch 2: this script alone puts an ``eigh``-based stand-in on ``torch`` while
@@ -23,7 +25,8 @@ It is a bench-only dependency; install it without letting pip touch torch:
 process's resident set over its level before each call (sampled every millisecond, after
 ``malloc_trim``); ``tracemalloc`` cannot see torch's allocations.
 
-    python bench/hessian_vs_pyhessian.py [--threads 1] [--seeds 20] [--skip-mlp] [--only-top]
+    python bench/hessian_vs_pyhessian.py [--threads 1] [--seeds 20] [--skip-mlp]
+        [--only top|trace] [--train-epochs 0]
 """
 
 from __future__ import annotations
@@ -316,7 +319,7 @@ def top_eigenvalues(pyh, model, batch, eig: torch.Tensor, k: int, repeats: int, 
 
 
 def trace(pyh, model, batch, exact: float, seeds: int) -> None:
-    print(f"\n(b) trace at equal wall time over {seeds} seeds (exact trace = {exact:.4f})")
+    print(f"\n(b) trace over {seeds} seeds (exact trace = {exact:.4f})")
     budget = 100  # PyHessian's default maxIter; tol=0 makes it use them all
 
     def theirs(seed):
@@ -326,19 +329,35 @@ def trace(pyh, model, batch, exact: float, seeds: int) -> None:
         return pyhessian_run(pyh, model, batch.x, batch.y, seed, call)
 
     def ours(seed, m):
-        return depthlab_run(model, batch, seed, estimators=["trace"], trace_products=m)
+        return depthlab_run(
+            model, batch, seed, estimators=["trace"], trace_method="hutch++", trace_products=m
+        )
 
+    def default(seed):  # trace_method: auto
+        return depthlab_run(model, batch, seed, estimators=["trace"])
+
+    default(0)  # warm-up: the first per-sample Jacobian (vmap) pays one-time set-up
     m = budget
     if pyh is not None:  # calibrate: as many of our products as fit PyHessian's time
         for _ in range(2):
             their_sec = med([theirs(s)[1] for s in range(3)])
             ours_sec = med([ours(s, m)[1] for s in range(3)])
             m = max(6, 3 * round(m * their_sec / ours_sec / 3))
-    rows = {"ours": [], "theirs": []}
+    rows = {"ours": [], "theirs": [], "default": []}
     for seed in range(seeds):
+        rows["default"].append(default(seed))
         rows["ours"].append(ours(seed, m))
         if pyh is not None:
             rows["theirs"].append(theirs(seed))
+    first = rows["default"][0][0]
+    d_err = [rel(r[0]["trace"], exact) for r in rows["default"]]
+    d_rms = math.sqrt(statistics.fmean(e * e for e in d_err))
+    d_sec = med([r[1] for r in rows["default"]])
+    print(
+        f"  depthlab default     ({first['trace_method']}, {first['hvp_count']} products): "
+        f"{d_sec:5.2f} s, RMS relative error {d_rms:.1e}"
+        + (f" [{first['trace_note']}]" if first["trace_note"] else "")
+    )
     err = [rel(r[0]["trace"], exact) for r in rows["ours"]]
     covered = sum(r[0]["trace_ci"][0] <= exact <= r[0]["trace_ci"][1] for r in rows["ours"])
     rms = math.sqrt(statistics.fmean(e * e for e in err))
@@ -357,8 +376,9 @@ def trace(pyh, model, batch, exact: float, seeds: int) -> None:
         f"RMS relative error {their_rms:.4f}"
     )
     print(
-        f"  => error ratio depthlab/PyHessian {rms / their_rms:.2f} (target <= 0.5) at time "
-        f"ratio {sec / their_sec:.2f}"
+        f"  => error ratio depthlab/PyHessian: default {d_rms / their_rms:.1e} at time ratio "
+        f"{d_sec / their_sec:.2f}; Hutch++ {rms / their_rms:.2f} at time ratio "
+        f"{sec / their_sec:.2f} (target <= 0.5 at equal time)"
     )
 
 
@@ -467,7 +487,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache/depthlab/bench")
     parser.add_argument("--train-epochs", type=int, default=10, help="0: at initialisation")
     parser.add_argument("--skip-mlp", action="store_true")
-    parser.add_argument("--only-top", action="store_true", help="(a) alone: top eigenvalues")
+    parser.add_argument("--only", choices=("top", "trace"), help="(a) alone, or (b) alone")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -509,12 +529,14 @@ def main() -> None:
     if pyh is not None:
         pyhessian_run(pyh, model, batch.x, batch.y, 0, lambda h: h.eigenvalues(maxIter=3))
 
-    top_eigenvalues(pyh, model, batch, eig, 1, args.repeats, "a")
-    top_eigenvalues(pyh, model, batch, eig, 5, args.repeats, "a, top 5")
-    if args.only_top:
+    if args.only in (None, "top"):
+        top_eigenvalues(pyh, model, batch, eig, 1, args.repeats, "a")
+        top_eigenvalues(pyh, model, batch, eig, 5, args.repeats, "a, top 5")
+    if args.only in (None, "trace"):
+        trace(pyh, model, batch, float(ref["trace"]), args.seeds)
+    if args.only is not None:
         print(f"\ntotal {time.perf_counter() - start:.0f} s")
         return
-    trace(pyh, model, batch, float(ref["trace"]), args.seeds)
     density(pyh, model, batch, eig, steps=100, probes=1, repeats=args.repeats)
     if not args.skip_mlp:
         big_mlp(pyh, data, args.samples, repeats=2)

@@ -17,8 +17,15 @@ is never formed: products Hv = ∇_θ(∇_θ L · v) feed the estimators of ``de
   vectors' accuracy; the only rule before ``eig_tol``, then default 1e-6), and ``eig_tol: null``
   to use ``tol`` alone. The products' rounding, ~1e-6 relative in float32, adds to either bound
   — use ``dtype: float64`` below it.
-- ``trace``: Hutch++ (default) or Hutchinson with ``trace_products`` products, its standard error
-  ``trace_stderr`` and a ``confidence`` interval ``trace_ci`` (Student t on the sample variance).
+- ``trace``: exact for networks that are piecewise linear in each parameter (ReLU-family
+  activations, linear and convolutional layers, pooling, eval-mode batch norm, residual sums; no
+  weight used twice), where tr H equals the trace of the Gauss–Newton part Σ_n tr(Λ_n J_n J_nᵀ)
+  (``depthlab.probes.gauss_newton``); otherwise Hutch++ or Hutchinson with ``trace_products``
+  products. ``trace_method: auto`` (default) takes the exact trace where it holds and Hutch++
+  elsewhere, saying why in ``trace_note``. With the trace come its standard error
+  ``trace_stderr`` and a ``confidence`` interval ``trace_ci`` (Student t on the sample variance;
+  zero width for the exact trace, whose error is the products' rounding, ~1e-7 relative in
+  float32).
 - ``density``: the eigenvalue density of H (integrates to 1) by stochastic Lanczos quadrature,
   ``slq_probes`` probes × ``slq_steps`` steps, Gaussian bumps of standard deviation
   ``density_sigma`` × (spectral range) on ``density_points`` grid points; ``nodes`` and
@@ -38,13 +45,14 @@ import torch
 from torch import nn
 
 from depthlab.exceptions import ProbeError, SpecError
-from depthlab.probes import lanczos
+from depthlab.probes import gauss_newton, lanczos
 from depthlab.probes.base import Probe, ProbeBatch, register_probe
 from depthlab.probes.hvp import METHODS, HessianOperator, model_loss
 from depthlab.spec import Spec
 from depthlab.spec.base import check_choice, check_positive_ints, check_range
 
 ESTIMATORS = ("eigenvalues", "trace", "density")
+TRACE_METHODS = ("auto", "exact", "hutch++", "hutchinson")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +75,7 @@ class HessianParams(Spec):
     eig_tol: float | None = 1e-4  # relative eigenvalue error bound at which Lanczos stops
     tol: float | None = None  # and/or relative Ritz residual bound (the vectors' accuracy)
     max_steps: int = 100  # Lanczos steps (= products) at most for top_eigenvalues
-    trace_method: str = "hutch++"  # hutch++ | hutchinson
+    trace_method: str = "auto"  # auto | exact | hutch++ | hutchinson
     trace_products: int = 60
     confidence: float = 0.95
     slq_probes: int = 4
@@ -81,15 +89,16 @@ class HessianParams(Spec):
             check_choice("estimators", name, ESTIMATORS)
         check_choice("method", self.method, ("auto", *METHODS))
         check_choice("dtype", self.dtype, ("model", "float64"))
-        check_choice("trace_method", self.trace_method, ("hutch++", "hutchinson"))
+        check_choice("trace_method", self.trace_method, TRACE_METHODS)
         for name in ("block", "top_k", "max_steps", "slq_probes", "slq_steps"):
             check_positive_ints(name, getattr(self, name))
         check_positive_ints("density_points", self.density_points, minimum=2)
-        least = 6 if self.trace_method == "hutch++" else 2
+        least = 2 if self.trace_method == "hutchinson" else 6
         if self.trace_products < least:
+            method = "hutch++" if self.trace_method in ("auto", "exact") else self.trace_method
             raise SpecError(
                 "trace_products",
-                f"{self.trace_products!r} is not valid; {self.trace_method} needs >= {least}",
+                f"{self.trace_products!r} is not valid; {method} needs >= {least}",
             )
         if self.tol is None and self.eig_tol is None:
             raise SpecError("eig_tol", "eig_tol and tol cannot both be null (Lanczos needs a stop)")
@@ -138,6 +147,7 @@ class HessianProbe(Probe):
             "converged": None,
             **dict.fromkeys(["trace", "trace_stderr", "trace_ci", "trace_confidence"]),
             "trace_method": None,
+            "trace_note": None,
             "density": None,
         }
         try:
@@ -160,25 +170,14 @@ class HessianProbe(Probe):
                     converged=top.converged,
                 )
             if "trace" in p.estimators:
-                estimator = (
-                    functools.partial(lanczos.hutchpp, storage=storage)
-                    if p.trace_method == "hutch++"
-                    else lanczos.hutchinson
-                )
-                tr = estimator(
-                    op,
-                    op.n,
-                    p.trace_products,
-                    generator=gen,
-                    block=p.block,
-                    confidence=p.confidence,
-                )
+                tr, note = self._trace(model, batch, dtype, storage, op, gen)
                 out.update(
                     trace=tr.value,
                     trace_stderr=tr.stderr,
                     trace_ci=[tr.low, tr.high],
                     trace_confidence=tr.confidence,
                     trace_method=tr.method,
+                    trace_note=note,
                 )
             if "density" in p.estimators:
                 nodes, weights = lanczos.slq(
@@ -204,3 +203,36 @@ class HessianProbe(Probe):
             op.close()
         out.update(hvp_count=op.products, method=op.used(), hvp_seconds=op.timings())
         return out
+
+    def _trace(
+        self,
+        model: nn.Module,
+        batch: ProbeBatch,
+        dtype: torch.dtype,
+        storage: torch.dtype,
+        op: HessianOperator,
+        gen: torch.Generator,
+    ) -> tuple[lanczos.TraceEstimate, str | None]:
+        """The trace by ``trace_method``, and why ``auto`` did not take the exact one."""
+        p = self.params
+        note = None
+        if p.trace_method in ("auto", "exact"):
+            note = gauss_newton.not_piecewise_linear(model, batch.x)
+            if note is None:
+                value = gauss_newton.gauss_newton_trace(model, batch, dtype)
+                return lanczos.TraceEstimate(value, 0.0, value, value, p.confidence, "exact"), None
+            if p.trace_method == "exact":
+                raise ProbeError(
+                    f"the exact trace needs a network piecewise linear in each parameter: {note} "
+                    "(use trace_method: hutch++ or auto)"
+                )
+            note = f"exact trace not available: {note}"
+        estimator = (
+            lanczos.hutchinson
+            if p.trace_method == "hutchinson"
+            else functools.partial(lanczos.hutchpp, storage=storage)
+        )
+        tr = estimator(
+            op, op.n, p.trace_products, generator=gen, block=p.block, confidence=p.confidence
+        )
+        return tr, note

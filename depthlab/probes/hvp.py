@@ -16,7 +16,7 @@ from torch import nn
 from torch.func import functional_call, grad, jvp, vmap
 
 from depthlab.exceptions import ProbeError
-from depthlab.probes.base import ProbeBatch
+from depthlab.probes.base import ProbeBatch, functional_state
 
 METHODS = ("double_backward", "forward_over_reverse")
 
@@ -77,8 +77,7 @@ class HessianOperator:
         self.loss: torch.Tensor | None = None
         self._leaves: Tensors = ()
         self._grads: Tensors = ()
-        if "forward_over_reverse" in self.methods:
-            _warm_up_forward_mode()
+        self._warm = False  # forward mode's one-time set-up, paid before its first product
 
     def _split(self, v: torch.Tensor) -> Tensors:
         """Rows ``(b, n)`` → one ``(b, *shape)`` piece per parameter, in the product dtype."""
@@ -162,6 +161,9 @@ class HessianOperator:
         impl = self._double_backward if method == "double_backward" else self._forward_over_reverse
         if method == "double_backward":
             self.build_graph()  # one-time, not part of a product's time
+        elif not self._warm:
+            _warm_up_forward_mode()
+            self._warm = True
         start = time.perf_counter()
         with torch.enable_grad():
             try:
@@ -207,29 +209,47 @@ def _label(key: tuple[str, bool]) -> str:
     return key[0] + ("/batched" if key[1] else "")
 
 
-def model_loss(
-    model: nn.Module, batch: ProbeBatch, dtype: torch.dtype
-) -> tuple[Callable[[Tensors], torch.Tensor], Tensors]:
-    """``(L, θ)``: the mean loss as a function of the trainable parameters (a tuple, in
-    ``named_parameters`` order), and their current values.
-
-    The model is called through ``torch.func.functional_call`` with every parameter and buffer
-    cast to ``dtype`` (no copy when it already has it); the model itself is never written to.
-    """
-    trainable = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
-    if not trainable:
-        raise ProbeError("the model has no trainable parameters; the Hessian is empty")
+def cast_to(dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Detach and cast floating tensors to ``dtype`` (no copy when they already have it)."""
 
     def cast(t: torch.Tensor) -> torch.Tensor:
         return t.detach().to(dtype) if t.is_floating_point() else t.detach()
 
-    names = [k for k, _ in trainable]
-    fixed = {k: cast(p) for k, p in model.named_parameters() if not p.requires_grad}
-    fixed.update({k: cast(b) for k, b in model.named_buffers()})
+    return cast
+
+
+def model_function(
+    model: nn.Module, dtype: torch.dtype
+) -> tuple[Callable[[Tensors, torch.Tensor], torch.Tensor], Tensors]:
+    """``(f, θ)``: ``f(θ, x)`` is the model's output as a function of its trainable parameters
+    (a tuple, in ``named_parameters`` order), and θ their current values.
+
+    The model is called through ``torch.func.functional_call`` with every parameter and buffer
+    cast to ``dtype``; the model itself is never written to.
+    """
+    trainable, rest = functional_state(model)
+    if not trainable:
+        raise ProbeError("the model has no trainable parameters; the Hessian is empty")
+    cast = cast_to(dtype)
+    names = list(trainable)
+    fixed = {k: cast(t) for k, t in rest.items()}
+
+    def f(params: Tensors, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(model, {**fixed, **dict(zip(names, params, strict=True))}, (x,))
+
+    return f, tuple(cast(p) for p in trainable.values())
+
+
+def model_loss(
+    model: nn.Module, batch: ProbeBatch, dtype: torch.dtype
+) -> tuple[Callable[[Tensors], torch.Tensor], Tensors]:
+    """``(L, θ)``: the mean loss as a function of the trainable parameters (``model_function``),
+    and their current values."""
+    f, params = model_function(model, dtype)
+    cast = cast_to(dtype)
     x, y = cast(batch.x), cast(batch.y)
 
     def loss_of(params: Tensors) -> torch.Tensor:
-        values = dict(zip(names, params, strict=True))
-        return batch.loss_fn(functional_call(model, {**fixed, **values}, (x,)), y)
+        return batch.loss_fn(f(params, x), y)
 
-    return loss_of, tuple(cast(p) for _, p in trainable)
+    return loss_of, params

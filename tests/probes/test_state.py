@@ -16,7 +16,15 @@ MODELS = {
         (10,),
     ),
     "cnn1d-layernorm": (ArchSpec(family="cnn1d", depth=2, width=4, norm="layer", stride=2), (16,)),
+    "reused-module": (None, (10,)),
 }
+
+
+def _reused_module(in_shape: tuple[int, ...]) -> torch.nn.Module:
+    """One linear layer called twice (nn.Sequential(a, relu, a, head)): shared weights."""
+    torch.manual_seed(1)
+    shared = torch.nn.Linear(in_shape[0], in_shape[0])
+    return torch.nn.Sequential(shared, torch.nn.ReLU(), shared, torch.nn.Linear(in_shape[0], 3))
 
 
 def _snapshot(model):
@@ -32,7 +40,11 @@ def _snapshot(model):
 @pytest.mark.parametrize("training", [True, False])
 def test_probe_leaves_the_model_as_it_found_it(probe_name, model_name, training):
     spec, in_shape = MODELS[model_name]
-    model = build_model(spec, in_shape=in_shape, out_dim=3, seed=1)
+    if spec is None:
+        model = _reused_module(in_shape)
+    else:
+        model = build_model(spec, in_shape=in_shape, out_dim=3, seed=1)
+    held = [(m, dict(m._parameters), dict(m._buffers)) for m in model.modules()]
     model.train(training)
     if training:  # a gradient left over from the user's own step must survive too
         model(torch.randn(4, *in_shape)).sum().backward()
@@ -48,6 +60,9 @@ def test_probe_leaves_the_model_as_it_found_it(probe_name, model_name, training)
         assert isinstance(exc, ProbeError), exc
     modes, tensors, grads = _snapshot(model)
     assert modes == before[0]
+    for m, params, buffers in held:  # the very same Parameter and buffer objects
+        assert all(m._parameters[k] is v for k, v in params.items()), type(m).__name__
+        assert all(m._buffers[k] is v for k, v in buffers.items()), type(m).__name__
     for k, v in tensors.items():
         assert torch.equal(v, before[1][k]), k
     for (rg, g), (rg0, g0) in zip(grads, before[2], strict=True):
