@@ -44,6 +44,7 @@ from depthlab.layers.residual import Residual, ResidualScale
 from depthlab.models.cnn1d import AddChannel
 from depthlab.probes.base import ProbeBatch, functional_state
 from depthlab.probes.hvp import cast_to, model_function
+from depthlab.probes.layers import Call, hooked, recording
 from depthlab.probes.ntk_layerwise import CONTRACTED, layer_deltas, layer_inputs
 
 Tensors = tuple[torch.Tensor, ...]
@@ -123,21 +124,13 @@ def not_piecewise_linear(model: nn.Module, x: torch.Tensor) -> str | None:
             if id(p) in owners:
                 return f"a parameter is shared by '{owners[id(p)]}' and '{name}'"
             owners[id(p)] = name
-    calls: dict[str, int] = {}
-    handles = [
-        module.register_forward_hook(
-            lambda mod, args, out, name=name: calls.__setitem__(name, calls.get(name, 0) + 1)
-        )
-        for name, module in model.named_modules()
-        if any(True for _ in module.parameters(recurse=False))
+    owning = [
+        (n, m) for n, m in model.named_modules() if next(m.parameters(False), None) is not None
     ]
-    try:
-        with torch.no_grad():
-            model(x[:2])
-    finally:
-        for handle in handles:
-            handle.remove()
-    for name, count in calls.items():
+    with recording(owning) as calls, torch.no_grad():
+        model(x[:2])
+    for name in {call.name for call in calls}:
+        count = sum(call.name == name for call in calls)
         if count > 1:
             return f"module '{name}' is called {count} times per forward pass"
     return None
@@ -249,19 +242,9 @@ def _hooked_elements(
     layers: list[nn.Module], f: ModelFunction, params: Tensors, x1: torch.Tensor
 ) -> int:
     """Elements of the layers' inputs and outputs for one sample (one forward pass)."""
-    sizes: list[int] = []
-
-    def hook(mod: nn.Module, args: tuple, out: torch.Tensor) -> None:
-        sizes.append(args[0].numel() + out.numel())
-
-    handles = [m.register_forward_hook(hook) for m in layers]
-    try:
-        with torch.no_grad():
-            f(params, x1)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return sum(sizes)
+    with recording([("", m) for m in layers]) as calls, torch.no_grad():
+        f(params, x1)
+    return sum(call.args[0].numel() + call.output.numel() for call in calls)
 
 
 def _contracted(
@@ -276,18 +259,13 @@ def _contracted(
     ``x`` (their eigenpairs of Λ: ``lam (b, K)``, ``rot (b, K, K)``)."""
     seen: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def hook(mod: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
-        seen[mod] = (args[0].detach(), out)
-        return out.clone()  # in-place ops downstream edit the clone, not y
+    def keep(call: Call) -> torch.Tensor:
+        seen[call.module] = (call.args[0].detach(), call.output)
+        return call.output.clone()  # in-place ops downstream edit the clone, not y
 
-    handles = [m.register_forward_hook(hook) for m in layers]
-    try:
-        with torch.enable_grad():
-            leaves = tuple(p.detach().requires_grad_(True) for p in params)
-            out = f(leaves, x)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with hooked([("", m) for m in layers], keep), torch.enable_grad():
+        leaves = tuple(p.detach().requires_grad_(True) for p in params)
+        out = f(leaves, x)
     b = len(x)
     out = out.reshape(b, -1)
     k = out.shape[1]

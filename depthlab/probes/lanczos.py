@@ -263,12 +263,28 @@ def hutchinson(
     deviation of the zᵢᵀ A zᵢ over √m and the interval uses Student's t with m − 1 degrees of
     freedom. The vectors are drawn ``block`` at a time: memory O(block · n).
     """
-    samples = []
-    for start in range(0, products, block):
-        z = rademacher(min(block, products - start), n, generator)
-        samples.append((z * matmat(z)).sum(1))
-    values = torch.cat(samples)
+    values = _quadratic_forms(matmat, n, products, block, generator)
     return _interval(float(values.mean()), values, confidence, "hutchinson")
+
+
+def _quadratic_forms(
+    matmat: MatMat,
+    n: int,
+    m: int,
+    block: int,
+    generator: torch.Generator,
+    basis: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``zᵢᵀ A zᵢ`` for m Rademacher vectors zᵢ, drawn ``block`` at a time; with ``basis`` (rows
+    orthonormal, in the vectors' storage precision) each zᵢ is first projected off its span."""
+    samples = []
+    for start in range(0, m, block):
+        z = rademacher(min(block, m - start), n, generator)
+        if basis is not None:
+            z = z.to(basis.dtype)
+            z = (z - (z @ basis.T) @ basis).to(F64)
+        samples.append((z * matmat(z)).sum(1))
+    return torch.cat(samples)
 
 
 def hutchpp(
@@ -308,12 +324,7 @@ def hutchpp(
     for s in range(0, len(q), block):
         rows = q[s : s + block].to(F64)
         exact += float((rows * matmat(rows)).sum())
-    samples = []
-    for start in range(0, rest, block):
-        g = rademacher(min(block, rest - start), n, generator).to(storage)
-        g = (g - (g @ q.T) @ q).to(F64)
-        samples.append((g * matmat(g)).sum(1))
-    values = torch.cat(samples)
+    values = _quadratic_forms(matmat, n, rest, block, generator, basis=q)
     return _interval(exact + float(values.mean()), values, confidence, "hutch++")
 
 

@@ -54,16 +54,17 @@ class Call(NamedTuple):
 
 @contextlib.contextmanager
 def hooked(
-    modules: Iterable[tuple[str, nn.Module]], on_call: Callable[[Call], None]
+    modules: Iterable[tuple[str, nn.Module]], on_call: Callable[[Call], Any]
 ) -> Iterator[None]:
-    """Pass every forward call of ``modules`` to ``on_call`` while open; the forward hooks are
-    removed on exit, whatever happens."""
+    """Pass every forward call of ``modules`` to ``on_call`` while open (what it returns, if not
+    None, replaces the module's output); the forward hooks are removed on exit, whatever
+    happens."""
     handles = []
     try:
         for name, module in modules:
 
-            def hook(mod: nn.Module, args: tuple[Any, ...], out: Any, name: str = name) -> None:
-                on_call(Call(name, mod, args, out))
+            def hook(mod: nn.Module, args: tuple[Any, ...], out: Any, name: str = name) -> Any:
+                return on_call(Call(name, mod, args, out))
 
             handles.append(module.register_forward_hook(hook))
         yield
