@@ -221,3 +221,20 @@ def test_yaml_reads_exponent_floats_as_numbers():
     spec = TrainSpec.from_yaml("lr: 1e-3\nweight_decay: 5E-4\nepochs: 3")
     assert spec.lr == 0.001 and spec.weight_decay == 0.0005 and spec.epochs == 3
     assert TrainSpec.from_yaml(spec.to_yaml()) == spec
+
+
+def test_null_keeps_an_optional_nested_spec_none():
+    """``X | None`` fields read ``null`` as None; a plain nested spec field reads it as X()."""
+    import dataclasses
+
+    from depthlab.spec import Spec
+
+    @dataclasses.dataclass(frozen=True)
+    class Outer(Spec):
+        optional: TrainSpec | None = None
+        required: TrainSpec = dataclasses.field(default_factory=TrainSpec)
+
+    spec = Outer.from_yaml("optional: null\nrequired: null")
+    assert spec.optional is None and spec.required == TrainSpec()
+    assert Outer.from_dict(spec.to_dict()) == spec
+    assert Outer.from_dict({"optional": {"epochs": 2}}).optional == TrainSpec(epochs=2)

@@ -101,6 +101,9 @@ class Spec:
         for key, value in data.items():
             hint = _hints(cls)[key]
             sub = _spec_class(hint)
+            if value is None and _admits_none(hint):
+                kwargs[key] = None  # ``X | None``: null means no X, not a default X
+                continue
             if sub is not None and not isinstance(value, Spec):
                 try:
                     value = sub.from_dict(value)
@@ -204,6 +207,12 @@ def _spec_class(hint: Any) -> type[Spec] | None:
         if isinstance(h, type) and issubclass(h, Spec):
             return h
     return None
+
+
+def _admits_none(hint: Any) -> bool:
+    return typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in (
+        typing.get_args(hint)
+    )
 
 
 def _is_spec_tuple(hint: Any) -> bool:

@@ -118,7 +118,6 @@ class SQLiteStore(AbstractStore):
         if str(mode).lower() != "wal":
             raise StoreError(f"cannot open run store {self.path}: journal_mode is {mode}, not wal")
         conn.execute("PRAGMA synchronous=FULL")  # why FULL, not NORMAL: see the module doc
-        conn.execute("PRAGMA foreign_keys=ON")
         with conn:
             conn.execute("BEGIN IMMEDIATE")
             tables = {

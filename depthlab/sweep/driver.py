@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
 import socket
 import sys
@@ -30,7 +31,7 @@ from depthlab.exceptions import DepthlabError
 from depthlab.spec.base import plain
 from depthlab.store.base import AbstractStore, RunRecord, RunState
 from depthlab.sweep.executors import Executor, LocalExecutor
-from depthlab.sweep.expand import grid_point, pending_record, planned_records
+from depthlab.sweep.expand import pending_record, planned_records
 from depthlab.sweep.spec import SweepSpec
 
 __all__ = ["SweepSummary", "run_sweep", "sweep_records"]
@@ -130,10 +131,10 @@ def _execute(
     """Claim each run when a worker is free, submit it, and finish it when its outcome arrives."""
     queue = list(run_ids)
     in_flight: dict[str, RunRecord] = {}
-    claimed_runs: dict[str, RunRecord] = {}
-    # Runs that were in flight when a worker died. Each is re-run alone, so a run that kills
-    # its worker again is known to be the cause and recorded FAILED; the others complete.
-    suspects: list[str] = []
+    # Runs that were in flight when a worker died, with their claimed records, oldest first.
+    # Each is re-run alone, so a run that kills its worker again is known to be the cause and
+    # recorded FAILED; the others complete.
+    suspects: dict[str, RunRecord] = {}
     executed = 0
     # One run queued behind each busy worker, so no worker waits for the driver between runs.
     # A claimed run that has not started is simply redone if the driver dies.
@@ -141,26 +142,23 @@ def _execute(
     while queue or in_flight or suspects:
         if suspects:
             if not in_flight:
-                run_id = suspects[0]
-                in_flight[run_id] = claimed_runs[run_id]
-                executor.submit(run_id, claimed_runs[run_id].spec, probes)
+                run_id, claimed = next(iter(suspects.items()))
+                in_flight[run_id] = claimed
+                executor.submit(run_id, claimed.spec, probes)
         else:
             while queue and len(in_flight) < depth:
                 run_id = queue.pop(0)
-                claimed = store.claim(run_id, host, retry=True)
-                claimed_runs[run_id] = in_flight[run_id] = claimed
+                claimed = in_flight[run_id] = store.claim(run_id, host, retry=True)
                 executor.submit(run_id, claimed.spec, probes)
         for run_id, outcome in executor.wait(timeout=1.0):
             claimed = in_flight.pop(run_id)
             if outcome.get("state") == "LOST":
                 if run_id not in suspects:
-                    suspects.append(run_id)
+                    suspects[run_id] = claimed
                     continue
                 outcome = {**outcome, "state": RunState.FAILED.value}  # it died alone: the cause
-            if run_id in suspects:
-                suspects.remove(run_id)
+            suspects.pop(run_id, None)
             done = store.finish(_finished(claimed, outcome))
-            claimed_runs.pop(run_id, None)
             executed += 1
             display.finished(done)
         display.tick()
@@ -332,12 +330,8 @@ def _tell(study: Any, trial: Any, value: float | None) -> None:
 
 
 def _first_unseen(sweep: SweepSpec, seen: set[tuple[int, ...]]) -> tuple[int, ...]:
-    paths = list(sweep.axes)
-    for i in range(sweep.grid_size()):
-        values = grid_point(sweep, i)
-        index = tuple(
-            next(j for j, v in enumerate(sweep.axes[p]) if _same(v, values[p])) for p in paths
-        )
+    # Grid order: the product over the axes as written, the last axis fastest.
+    for index in itertools.product(*(range(len(values)) for values in sweep.axes.values())):
         if index not in seen:
             return index
     raise DepthlabError("tpe: every grid point has been run")  # budget <= grid size prevents it

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import abc
 import concurrent.futures as cf
+import contextlib
 import multiprocessing
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from depthlab.exceptions import DepthlabError
@@ -57,7 +58,6 @@ def _lost() -> dict[str, Any]:
 class Executor(abc.ABC):
     """Runs :func:`execute` on ``workers`` workers; runs submitted beyond that wait in a queue."""
 
-    name: str = ""
     workers: int = 1
 
     @abc.abstractmethod
@@ -84,9 +84,29 @@ class Executor(abc.ABC):
         self.close()
 
 
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """Hold Ctrl-C back from this thread while worker processes may be spawned (the pool
+    spawns them inside ``submit``). A child inherits the signal mask through ``exec``, so a
+    Ctrl-C that reaches the process group while a worker is still starting waits until
+    ``_init_worker`` ignores it, instead of interrupting the worker's imports with a
+    traceback; the driver receives a held Ctrl-C the moment the block ends."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _init_worker() -> None:
     # Ctrl-C is the driver's to handle: it records what finished and stops the workers.
+    # (Ignoring a signal discards one already pending; then it need not stay blocked.)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
@@ -97,8 +117,6 @@ def _init_worker() -> None:
 class LocalExecutor(Executor):
     """A process pool on this machine (``spawn``ed workers, one torch thread each)."""
 
-    name = "local"
-
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or default_workers()
         self._pool: cf.ProcessPoolExecutor | None = None
@@ -107,15 +125,17 @@ class LocalExecutor(Executor):
 
     def start(self) -> None:
         if self._pool is None:
-            self._pool = cf.ProcessPoolExecutor(
-                max_workers=self.workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker,
-            )
+            with _sigint_held():
+                self._pool = cf.ProcessPoolExecutor(
+                    max_workers=self.workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_init_worker,
+                )
+                started = self._pool.submit(os.getpid)
             # A pool whose workers cannot start (e.g. a driver script read from stdin, which
             # spawned processes cannot re-import) fails here, before any run is claimed.
             try:
-                self._pool.submit(os.getpid).result()
+                started.result()
             except cf.process.BrokenProcessPool:
                 self._pool = None
                 raise DepthlabError(
@@ -128,7 +148,8 @@ class LocalExecutor(Executor):
         self.start()
         assert self._pool is not None
         try:
-            future = self._pool.submit(execute, spec, probes=tuple(probes), threads=1)
+            with _sigint_held():
+                future = self._pool.submit(execute, spec, probes=tuple(probes), threads=1)
         except cf.process.BrokenProcessPool:
             # A worker died since the last wait: this run never started, and every run in the
             # pool is lost. All of them are reported by the next wait; a new pool takes over.
@@ -181,8 +202,6 @@ class LocalExecutor(Executor):
 
 class RayExecutor(Executor):
     """Ray tasks with one CPU each, on a local instance or an existing cluster."""
-
-    name = "ray"
 
     def __init__(self, workers: int | None = None, address: str | None = None) -> None:
         self.address = address

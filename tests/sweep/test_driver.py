@@ -176,6 +176,30 @@ def test_a_worker_that_dies_between_submits_loses_runs_not_the_sweep() -> None:
         executor.close()
 
 
+def test_ctrl_c_while_a_worker_starts_does_not_kill_it() -> None:
+    """The pool spawns a worker inside submit; a Ctrl-C to the process group that lands while
+    the worker is still starting (before it ignores SIGINT) must neither kill it nor print a
+    traceback: the spawn happens with SIGINT held back, which the worker inherits."""
+    spec = small_sweep(seeds=[0]).point({}, 0).to_dict()
+    executor = LocalExecutor(2)
+    executor.start()  # one worker, started and idle
+    try:
+        assert executor._pool is not None
+        (first,) = executor._pool._processes
+        executor.submit("a", spec, ())  # the idle worker takes it
+        executor.submit("b", spec, ())  # no idle worker: a second one is spawned now
+        (second,) = set(executor._pool._processes) - {first}
+        os.kill(second, signal.SIGINT)  # at once: the new worker is still starting
+        outcomes = {}
+        deadline = time.monotonic() + 120
+        while len(outcomes) < 2 and time.monotonic() < deadline:
+            outcomes.update(executor.wait(timeout=1))
+        assert {k: o["state"] for k, o in outcomes.items()} == {"a": "COMPLETE", "b": "COMPLETE"}
+        assert second in executor._pool._processes  # the same worker, alive
+    finally:
+        executor.close()
+
+
 def test_diagnose_probes_are_stored_with_each_run(tmp_path: Path) -> None:
     sweep = small_sweep(probes=["signal", "gradients"], seeds=[0])
     with SQLiteStore(tmp_path / "runs.db") as store:

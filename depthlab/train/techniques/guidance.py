@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +56,6 @@ from depthlab.train.loop import fit
 
 LAYER_MAPPINGS = ("auto", "all")
 GUIDE_MODES = ("eval", "train")
-_NULLABLE_SPECS = ("guide", "guide_train")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,14 +74,6 @@ class GuidanceParams(Spec):
     weight: float = 1.0
     layers: str | tuple[tuple[str, ...], ...] = "auto"
     guide_mode: str = "eval"
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> GuidanceParams:
-        # ``guide_train: null`` means "untrained", not "default TrainSpec": drop explicit nulls.
-        if isinstance(data, Mapping):
-            data = {k: v for k, v in data.items() if not (k in _NULLABLE_SPECS and v is None)}
-        out: GuidanceParams = super().from_dict(data)
-        return out
 
     def _check(self) -> None:
         if self.guide is None:
