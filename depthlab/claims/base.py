@@ -27,11 +27,12 @@ A claim that honestly does not reproduce on this machine sets ``reproduces = Fal
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -45,9 +46,11 @@ __all__ = [
     "Context",
     "Evidence",
     "claim_names",
+    "claim_figure",
     "get_claim",
     "register_claim",
     "reproduce",
+    "torch_threads",
 ]
 
 
@@ -126,6 +129,9 @@ class Claim(abc.ABC):
     reproduces: ClassVar[bool] = True
     #: For a claim that does not reproduce: what was measured, and a short analysis.
     analysis: ClassVar[str] = ""
+    #: Intra-op torch threads the experiment runs with (``None``: whatever is set); the
+    #: previous count is restored afterwards (see :func:`torch_threads`).
+    threads: ClassVar[int | None] = None
 
     @abc.abstractmethod
     def experiment(self, ctx: Context) -> Evidence:
@@ -211,7 +217,8 @@ def reproduce(
     say = progress or (lambda text: None)
     ctx = Context(quick=quick, seed=seed, control=control, progress=say)
     started = time.perf_counter()
-    evidence = cls().experiment(ctx)
+    with torch_threads(cls.threads):
+        evidence = cls().experiment(ctx)
     seconds = time.perf_counter() - started
     if not evidence.checks:
         raise RuntimeError(f"claim {name!r} returned no checks")
@@ -234,6 +241,47 @@ def reproduce(
         reproduces=cls.reproduces,
         figure=figure,
     )
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` intra-op torch threads, then restore the previous count.
+
+    ``None`` leaves the count alone. A claim's numbers can depend on the thread count (the
+    order of a reduction's partial sums), so a claim that fixes it declares ``threads``.
+    """
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def claim_figure(
+    path: Path, nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], dpi: int = 100
+) -> Iterator[tuple[Any, Any]]:
+    """A matplotlib figure and its axes (as ``plt.subplots`` returns them) saved to ``path``.
+
+    On leaving the block the layout is tightened and the PNG written at ``dpi``; the figure is
+    closed either way. matplotlib is imported here, on the file-only Agg backend.
+    """
+    from depthlab.report.figures import pyplot
+
+    plt = pyplot()
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize)
+    try:
+        yield fig, axes
+        fig.tight_layout()
+        fig.savefig(path, dpi=dpi)
+    finally:
+        plt.close(fig)
 
 
 def _finite_ok(check: Check) -> Check:

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from depthlab.claims.base import Check, Claim, Context, Evidence, register_claim
+from depthlab.claims.base import Check, Claim, Context, Evidence, claim_figure, register_claim
 from depthlab.theory.meanfield import (
     c_star,
     chi1,
@@ -240,52 +240,44 @@ class EdgeOfChaos(Claim):
         return Evidence(checks=checks, table=table, data=data, notes=notes)
 
     def plot(self, evidence: Evidence, path: Path) -> Path | None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         d = evidence.data
-        fig, axes = plt.subplots(2, 2, figsize=(11, 8))
-        colors = {
-            "critical": "tab:green",
-            "ordered": "tab:blue",
-            "chaotic": "tab:red",
-            "vanishing": "tab:blue",
-            "exploding": "tab:red",
-        }
-        for col, act in enumerate(("tanh", "relu")):
-            ax_q, ax_c = axes[0, col], axes[1, col]
-            for label, cv in d["curves"].items():
-                if cv["act"] != act:
-                    continue
-                color = colors[cv["role"]]
-                layers = list(range(1, len(cv["dist"]) + 1))
-                name = f"{label} (σ_w²={cv['sigma_w2']:.3g})"
-                ax_q.plot(layers, cv["q_ratio"], color=color, label=name)
-                ax_q.plot(layers, cv["q_ratio_theory"], color=color, ls="--", lw=1)
-                dist = [max(v, 1e-18) for v in cv["dist"]]
-                dist_th = [max(v, 1e-18) for v in cv["dist_theory"]]
-                ax_c.plot(layers, dist, color=color, label=name)
-                ax_c.plot(layers, dist_th, color=color, ls="--", lw=1)
-            ax_q.axhspan(*KEEP_Q, color="tab:green", alpha=0.1)
-            ax_c.axhline(KEEP_C, color="k", lw=0.7, ls=":")
-            ax_q.set(yscale="log", xlabel="layer", ylabel="q^l / q^1", title=f"{act}: length")
-            ax_c.set(
-                yscale="log",
-                xlabel="layer",
-                ylabel="|c^l − c*|",
-                title=f"{act}: distance of the correlation from its fixed point",
+        with claim_figure(path, 2, 2, figsize=(11, 8), dpi=110) as (fig, axes):
+            colors = {
+                "critical": "tab:green",
+                "ordered": "tab:blue",
+                "chaotic": "tab:red",
+                "vanishing": "tab:blue",
+                "exploding": "tab:red",
+            }
+            for col, act in enumerate(("tanh", "relu")):
+                ax_q, ax_c = axes[0, col], axes[1, col]
+                for label, cv in d["curves"].items():
+                    if cv["act"] != act:
+                        continue
+                    color = colors[cv["role"]]
+                    layers = list(range(1, len(cv["dist"]) + 1))
+                    name = f"{label} (σ_w²={cv['sigma_w2']:.3g})"
+                    ax_q.plot(layers, cv["q_ratio"], color=color, label=name)
+                    ax_q.plot(layers, cv["q_ratio_theory"], color=color, ls="--", lw=1)
+                    dist = [max(v, 1e-18) for v in cv["dist"]]
+                    dist_th = [max(v, 1e-18) for v in cv["dist_theory"]]
+                    ax_c.plot(layers, dist, color=color, label=name)
+                    ax_c.plot(layers, dist_th, color=color, ls="--", lw=1)
+                ax_q.axhspan(*KEEP_Q, color="tab:green", alpha=0.1)
+                ax_c.axhline(KEEP_C, color="k", lw=0.7, ls=":")
+                ax_q.set(yscale="log", xlabel="layer", ylabel="q^l / q^1", title=f"{act}: length")
+                ax_c.set(
+                    yscale="log",
+                    xlabel="layer",
+                    ylabel="|c^l − c*|",
+                    title=f"{act}: distance of the correlation from its fixed point",
+                )
+                ax_q.legend(fontsize=7)
+                ax_c.legend(fontsize=7)
+            fig.suptitle(
+                f"Edge of chaos: measured (solid, width {d['width']}, {d['nets']} nets) vs "
+                "mean-field theory (dashed)"
             )
-            ax_q.legend(fontsize=7)
-            ax_c.legend(fontsize=7)
-        fig.suptitle(
-            f"Edge of chaos: measured (solid, width {d['width']}, {d['nets']} nets) vs "
-            "mean-field theory (dashed)"
-        )
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
         return path
 
 

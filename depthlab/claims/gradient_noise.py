@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from depthlab.claims.base import Check, Claim, Context, Evidence, register_claim
+from depthlab.claims.base import Check, Claim, Context, Evidence, claim_figure, register_claim
 from depthlab.spec import ArchSpec, DataSpec, RunSpec, TrainSpec
 
 DEPTH = 20
@@ -91,9 +91,9 @@ class GradientNoise(Claim):
         "nothing to escape, the noise only adds variance, so it must not win the majority."
     )
     full_time = "about 2 min on 2 cores (128 s measured, one other job running)"
+    threads = 1
 
     def experiment(self, ctx: Context) -> Evidence:
-        torch.set_num_threads(1)
         from depthlab import run
 
         epochs = 10 if ctx.quick else 40
@@ -138,25 +138,19 @@ class GradientNoise(Claim):
         )
 
     def plot(self, evidence: Evidence, path: Path) -> Path | None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for i, curve in enumerate(evidence.data["curves"].values()):
-            ax.plot(curve["without"], color="tab:gray", alpha=0.7, label="SGD" if i == 0 else None)
-            ax.plot(
-                curve["with"],
-                color="tab:red",
-                alpha=0.7,
-                label=f"SGD + noise η={evidence.data['eta']:g}" if i == 0 else None,
-            )
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("training loss (epoch mean)")
-        ax.set_title(f"{evidence.data['depth']}-layer ReLU MLP, one line per seed")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        with claim_figure(path, figsize=(6, 4)) as (_, ax):
+            for i, curve in enumerate(evidence.data["curves"].values()):
+                ax.plot(
+                    curve["without"], color="tab:gray", alpha=0.7, label="SGD" if i == 0 else None
+                )
+                ax.plot(
+                    curve["with"],
+                    color="tab:red",
+                    alpha=0.7,
+                    label=f"SGD + noise η={evidence.data['eta']:g}" if i == 0 else None,
+                )
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("training loss (epoch mean)")
+            ax.set_title(f"{evidence.data['depth']}-layer ReLU MLP, one line per seed")
+            ax.legend()
         return path

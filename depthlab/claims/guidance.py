@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from depthlab.claims.base import Check, Claim, Context, Evidence, register_claim
+from depthlab.claims.base import Check, Claim, Context, Evidence, claim_figure, register_claim
 from depthlab.presets import mnist1d_reference
 from depthlab.spec import ArchSpec, DataSpec, RunSpec, TrainSpec
 from depthlab.train import run
@@ -171,22 +171,14 @@ class GuidanceClaim(Claim):
         )
 
     def plot(self, evidence: Evidence, path: Path) -> Path | None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         rows = evidence.data["rows"]
         seeds = [r["seed"] for r in rows]
-        fig, ax = plt.subplots(figsize=(5.5, 3.5))
-        for key in [k for k in rows[0] if k not in ("seed", "gain")]:
-            ax.plot(seeds, [r[key] for r in rows], "o-", label=key)
-        ax.set_xlabel("seed")
-        ax.set_ylabel("MNIST-1D test accuracy (%)")
-        ax.set_title(f"deep MLP ({DEPTH}×{WIDTH}): guided vs unguided")
-        ax.set_xticks(seeds)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        with claim_figure(path, figsize=(5.5, 3.5), dpi=120) as (_, ax):
+            for key in [k for k in rows[0] if k not in ("seed", "gain")]:
+                ax.plot(seeds, [r[key] for r in rows], "o-", label=key)
+            ax.set_xlabel("seed")
+            ax.set_ylabel("MNIST-1D test accuracy (%)")
+            ax.set_title(f"deep MLP ({DEPTH}×{WIDTH}): guided vs unguided")
+            ax.set_xticks(seeds)
+            ax.legend(fontsize=8)
         return path

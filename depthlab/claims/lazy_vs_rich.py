@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from depthlab.claims.base import Check, Claim, Context, Evidence, register_claim
+from depthlab.claims.base import Check, Claim, Context, Evidence, claim_figure, register_claim
 from depthlab.data import load_data
 from depthlab.probes.ntk import empirical_ntk
 from depthlab.spec import DataSpec
@@ -136,25 +136,19 @@ class LazyVsRich(Claim):
         return Evidence(checks=checks, table=table, data={"rows": table})
 
     def plot(self, evidence: Evidence, path: Path) -> Path | None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         rows = evidence.data["rows"]
-        fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
-        for ax, key, title in (
-            (axes[0], "weight", "relative weight change"),
-            (axes[1], "ntk", "relative NTK change"),
-        ):
-            lo = [r[f"low_{key}"] for r in rows]
-            hi = [r[f"high_{key}"] for r in rows]
-            ax.scatter(lo, hi)
-            top = max(lo + hi) * 1.1
-            ax.plot([0, top], [0, top], color="grey", lw=1)
-            ax.plot([0, top], [0, MARGIN * top], color="grey", ls="--", lw=1)
-            ax.set(xlabel=f"rank {rows[0]['low_rank']} init", ylabel="full-rank init", title=title)
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        with claim_figure(path, 1, 2, figsize=(8, 3.6)) as (_, axes):
+            for ax, key, title in (
+                (axes[0], "weight", "relative weight change"),
+                (axes[1], "ntk", "relative NTK change"),
+            ):
+                lo = [r[f"low_{key}"] for r in rows]
+                hi = [r[f"high_{key}"] for r in rows]
+                ax.scatter(lo, hi)
+                top = max(lo + hi) * 1.1
+                ax.plot([0, top], [0, top], color="grey", lw=1)
+                ax.plot([0, top], [0, MARGIN * top], color="grey", ls="--", lw=1)
+                ax.set(
+                    xlabel=f"rank {rows[0]['low_rank']} init", ylabel="full-rank init", title=title
+                )
         return path

@@ -13,9 +13,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from depthlab.claims.base import Check, Claim, Context, Evidence, register_claim
+from depthlab.claims.base import Check, Claim, Context, Evidence, claim_figure, register_claim
 from depthlab.presets import MNIST1D_REFERENCE, mnist1d_reference
 
 TOLERANCE = 5.0  # points of test accuracy around each reference number
@@ -52,9 +50,9 @@ class MNIST1DTable(Claim):
         "shuffled arm trained on mnist1d): the CNN keeps its lead, so the check must fail."
     )
     full_time = "about 2.5 min on 2 cores (132 s measured)"
+    threads = 1
 
     def experiment(self, ctx: Context) -> Evidence:
-        torch.set_num_threads(1)
         from depthlab import run
 
         seeds = ctx.seeds(1 if ctx.quick else FULL_SEEDS)
@@ -125,32 +123,26 @@ class MNIST1DTable(Claim):
         )
 
     def plot(self, evidence: Evidence, path: Path) -> Path | None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         mean = evidence.data["mean_accuracy"]
         ref = evidence.data["reference"]
         models = list(mean["ordered"])
         xs = range(len(models))
-        fig, ax = plt.subplots(figsize=(6, 4))
-        w = 0.27
-        ax.bar([x - w for x in xs], [ref[m] for m in models], w, label="paper", color="tab:gray")
-        ax.bar(xs, [mean["ordered"][m] for m in models], w, label="ordered", color="tab:blue")
-        ax.bar(
-            [x + w for x in xs],
-            [mean["shuffled"][m] for m in models],
-            w,
-            label="shuffled",
-            color="tab:orange",
-        )
-        ax.set_xticks(list(xs), models)
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_ylim(0, 100)
-        ax.set_title("MNIST-1D reference models")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        with claim_figure(path, figsize=(6, 4)) as (_, ax):
+            w = 0.27
+            ax.bar(
+                [x - w for x in xs], [ref[m] for m in models], w, label="paper", color="tab:gray"
+            )
+            ax.bar(xs, [mean["ordered"][m] for m in models], w, label="ordered", color="tab:blue")
+            ax.bar(
+                [x + w for x in xs],
+                [mean["shuffled"][m] for m in models],
+                w,
+                label="shuffled",
+                color="tab:orange",
+            )
+            ax.set_xticks(list(xs), models)
+            ax.set_ylabel("test accuracy (%)")
+            ax.set_ylim(0, 100)
+            ax.set_title("MNIST-1D reference models")
+            ax.legend()
         return path

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from depthlab.claims.base import Check, Claim, Context, Evidence, register_claim
+from depthlab.claims.base import Check, Claim, Context, Evidence, claim_figure, register_claim
 from depthlab.data import load_data
 from depthlab.probes.collapse import collapse_metrics
 from depthlab.spec import DataSpec
@@ -242,28 +242,20 @@ class NeuralCollapse(Claim):
         return Evidence(checks=checks, table=table, data=data)
 
     def plot(self, evidence: Evidence, path: Path) -> Path | None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-        for run in evidence.data["runs"]:
-            ep = [r["epoch"] for r in run["rows"]]
-            axes[0].semilogy(ep, [r["nc1"] for r in run["rows"]], label=f"seed {run['seed']}")
-            axes[1].plot(ep, [r["nc2"] for r in run["rows"]], label=f"seed {run['seed']}")
-            if run["zero_epoch"]:
-                for ax in axes[:2]:
-                    ax.axvline(run["zero_epoch"], color="grey", ls=":", lw=1)
-        axes[0].set(xlabel="epoch", ylabel="NC1", title="within-class variability")
-        axes[1].set(xlabel="epoch", ylabel="NC2", title="distance from simplex ETF")
-        geo = evidence.data["linear"][0]
-        cos = np.asarray(geo["cosines"])
-        im = axes[2].imshow(cos, vmin=-1, vmax=1, cmap="coolwarm")
-        axes[2].set_title(f"class-mean cosines, sizes {geo['sizes']}", fontsize=8)
-        fig.colorbar(im, ax=axes[2])
-        axes[0].legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        with claim_figure(path, 1, 3, figsize=(12, 3.6)) as (fig, axes):
+            for run in evidence.data["runs"]:
+                ep = [r["epoch"] for r in run["rows"]]
+                axes[0].semilogy(ep, [r["nc1"] for r in run["rows"]], label=f"seed {run['seed']}")
+                axes[1].plot(ep, [r["nc2"] for r in run["rows"]], label=f"seed {run['seed']}")
+                if run["zero_epoch"]:
+                    for ax in axes[:2]:
+                        ax.axvline(run["zero_epoch"], color="grey", ls=":", lw=1)
+            axes[0].set(xlabel="epoch", ylabel="NC1", title="within-class variability")
+            axes[1].set(xlabel="epoch", ylabel="NC2", title="distance from simplex ETF")
+            geo = evidence.data["linear"][0]
+            cos = np.asarray(geo["cosines"])
+            im = axes[2].imshow(cos, vmin=-1, vmax=1, cmap="coolwarm")
+            axes[2].set_title(f"class-mean cosines, sizes {geo['sizes']}", fontsize=8)
+            fig.colorbar(im, ax=axes[2])
+            axes[0].legend(fontsize=7)
         return path

@@ -11,9 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from depthlab.claims.base import Check, Claim, Context, Evidence, register_claim
+from depthlab.claims.base import Check, Claim, Context, Evidence, claim_figure, register_claim
 from depthlab.spec import ArchSpec, DataSpec, RunSpec, TrainSpec
 
 CHANCE = 0.10
@@ -106,9 +104,9 @@ class NormalizationDepth(Claim):
         "whereas the normalization papers train far longer, tune per technique and use "
         "convolutional or residual architectures."
     )
+    threads = 1
 
     def experiment(self, ctx: Context) -> Evidence:
-        torch.set_num_threads(1)
         from depthlab import run
 
         cfg = QUICK if ctx.quick else FULL
@@ -169,27 +167,19 @@ class NormalizationDepth(Claim):
         )
 
     def plot(self, evidence: Evidence, path: Path) -> Path | None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         grid = evidence.data["best_accuracy"]
         depths = [str(d) for d in evidence.data["depths"]]
         names = list(grid)
         values = [[grid[t][d] for d in depths] for t in names]
-        fig, ax = plt.subplots(figsize=(6, 4))
-        im = ax.imshow(values, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
-        for i, row in enumerate(values):
-            for j, v in enumerate(row):
-                mark = "" if v >= evidence.data["threshold"] else "\nfails"
-                ax.text(j, i, f"{v:.2f}{mark}", ha="center", va="center", color="white")
-        ax.set_xticks(range(len(depths)), depths)
-        ax.set_yticks(range(len(names)), names)
-        ax.set_xlabel("depth (hidden layers)")
-        ax.set_title("final training accuracy (best lr)")
-        fig.colorbar(im, ax=ax)
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        with claim_figure(path, figsize=(6, 4)) as (fig, ax):
+            im = ax.imshow(values, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+            for i, row in enumerate(values):
+                for j, v in enumerate(row):
+                    mark = "" if v >= evidence.data["threshold"] else "\nfails"
+                    ax.text(j, i, f"{v:.2f}{mark}", ha="center", va="center", color="white")
+            ax.set_xticks(range(len(depths)), depths)
+            ax.set_yticks(range(len(names)), names)
+            ax.set_xlabel("depth (hidden layers)")
+            ax.set_title("final training accuracy (best lr)")
+            fig.colorbar(im, ax=ax)
         return path

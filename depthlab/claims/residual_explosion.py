@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from depthlab.claims.base import Check, Claim, Context, Evidence, register_claim
+from depthlab.claims.base import Check, Claim, Context, Evidence, claim_figure, register_claim
 from depthlab.layers import Residual
 from depthlab.models import build_model
 from depthlab.spec import ArchSpec
@@ -192,11 +192,6 @@ class ResidualExplosion(Claim):
         return Evidence(checks=checks, table=table, data=data, notes=notes)
 
     def plot(self, evidence: Evidence, path: Path) -> Path | None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         d = evidence.data
         depths = d["depths"]
         colors = {
@@ -211,41 +206,40 @@ class ResidualExplosion(Claim):
             "inv_sqrt_depth": "α = 1/√L",
             "rezero": "ReZero (α = 0)",
         }
-        fig, (ax_l, ax_r) = plt.subplots(1, 2, figsize=(11, 4.3))
-        lmax = depths[-1]
-        for mode, curve in d["curves"].items():
-            blocks = list(range(1, len(curve) + 1))
-            alpha = _alpha(mode, lmax)
-            ax_l.plot(blocks, curve, color=colors[mode], label=names[mode])
-            ax_l.plot(blocks, [(1 + alpha**2) ** b for b in blocks], color=colors[mode], ls="--")
-        for mode, values in d["final"].items():
-            predicted = [(1 + _alpha(mode, L) ** 2) ** L for L in depths]
-            ax_r.plot(depths, values, "o-", color=colors[mode], label=names[mode])
-            ax_r.plot(depths, predicted, ls="--", color=colors[mode], lw=1)
-        for ax in (ax_l, ax_r):
-            ax.axhline(BOUND, color="k", ls=":", lw=0.8)
-            ax.set_yscale("log")
-            ax.legend(fontsize=8)
-        ax_l.set(
-            xlabel="block l",
-            ylabel="Var(x_l) / Var(x_0)",
-            title=f"per block, L = {lmax} (dashed: (1+α²)^l)",
-        )
-        ax_r.set_xscale("log")
-        ax_r.set_xticks(depths, [str(L) for L in depths])
-        ax_r.minorticks_off()
-        ax_r.set(
-            xlabel="depth L",
-            ylabel="Var(x_L) / Var(x_0)",
-            title="end of the stack vs depth (dotted: 1.1·e)",
-        )
-        fig.suptitle(
-            f"Residual expansion: width {d['width']}, measured branch gain "
-            f"{d['branch_gain']:.3f} (theory 1)"
-        )
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        with claim_figure(path, 1, 2, figsize=(11, 4.3), dpi=110) as (fig, (ax_l, ax_r)):
+            lmax = depths[-1]
+            for mode, curve in d["curves"].items():
+                blocks = list(range(1, len(curve) + 1))
+                alpha = _alpha(mode, lmax)
+                ax_l.plot(blocks, curve, color=colors[mode], label=names[mode])
+                ax_l.plot(
+                    blocks, [(1 + alpha**2) ** b for b in blocks], color=colors[mode], ls="--"
+                )
+            for mode, values in d["final"].items():
+                predicted = [(1 + _alpha(mode, L) ** 2) ** L for L in depths]
+                ax_r.plot(depths, values, "o-", color=colors[mode], label=names[mode])
+                ax_r.plot(depths, predicted, ls="--", color=colors[mode], lw=1)
+            for ax in (ax_l, ax_r):
+                ax.axhline(BOUND, color="k", ls=":", lw=0.8)
+                ax.set_yscale("log")
+                ax.legend(fontsize=8)
+            ax_l.set(
+                xlabel="block l",
+                ylabel="Var(x_l) / Var(x_0)",
+                title=f"per block, L = {lmax} (dashed: (1+α²)^l)",
+            )
+            ax_r.set_xscale("log")
+            ax_r.set_xticks(depths, [str(L) for L in depths])
+            ax_r.minorticks_off()
+            ax_r.set(
+                xlabel="depth L",
+                ylabel="Var(x_L) / Var(x_0)",
+                title="end of the stack vs depth (dotted: 1.1·e)",
+            )
+            fig.suptitle(
+                f"Residual expansion: width {d['width']}, measured branch gain "
+                f"{d['branch_gain']:.3f} (theory 1)"
+            )
         return path
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from depthlab.claims.base import Check, Claim, Context, Evidence, register_claim
+from depthlab.claims.base import Check, Claim, Context, Evidence, claim_figure, register_claim
 from depthlab.models import build_model
 from depthlab.spec import ArchSpec
 
@@ -130,34 +130,26 @@ class SNNFixedPoint(Claim):
         return Evidence(checks=checks, table=table, data=data)
 
     def plot(self, evidence: Evidence, path: Path) -> Path | None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         d = evidence.data
         layers = list(range(1, d["depth"] + 1))
-        fig, (ax_m, ax_z, ax_v) = plt.subplots(1, 3, figsize=(15, 4.2))
-        colors = {"selu": "tab:blue", "relu": "tab:red"}
-        for act, color in colors.items():
-            for k, (means, vars_) in enumerate(zip(d["mean"][act], d["var"][act], strict=True)):
-                label = f"{act.upper()} / LeCun" if k == 0 else None
-                for ax, ys in ((ax_m, means), (ax_z, vars_), (ax_v, vars_)):
-                    ax.plot(layers, ys, color=color, alpha=0.7, lw=1, label=label)
-        ax_m.axhspan(-MEAN_TOL, MEAN_TOL, color="tab:green", alpha=0.15, label="criterion")
-        for ax in (ax_z, ax_v):
-            ax.axhspan(VAR_LO, VAR_HI, color="tab:green", alpha=0.15, label="criterion")
-            ax.axhline(1.0, color="k", lw=0.6)
-        ax_m.axhline(0.0, color="k", lw=0.6)
-        ax_z.set_ylim(0.6, 1.4)
-        ax_v.set_yscale("log")
-        ax_m.set(xlabel="layer", ylabel="mean of activations", title="mean per layer")
-        ax_z.set(xlabel="layer", ylabel="variance of activations", title="variance (zoom)")
-        ax_v.set(xlabel="layer", ylabel="variance of activations", title="variance (log scale)")
-        for ax in (ax_m, ax_z, ax_v):
-            ax.legend(fontsize=8)
-        fig.suptitle(f"SELU fixed point (0, 1): width {d['width']}, {len(d['seeds'])} seeds")
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        with claim_figure(path, 1, 3, figsize=(15, 4.2), dpi=110) as (fig, (ax_m, ax_z, ax_v)):
+            colors = {"selu": "tab:blue", "relu": "tab:red"}
+            for act, color in colors.items():
+                for k, (means, vars_) in enumerate(zip(d["mean"][act], d["var"][act], strict=True)):
+                    label = f"{act.upper()} / LeCun" if k == 0 else None
+                    for ax, ys in ((ax_m, means), (ax_z, vars_), (ax_v, vars_)):
+                        ax.plot(layers, ys, color=color, alpha=0.7, lw=1, label=label)
+            ax_m.axhspan(-MEAN_TOL, MEAN_TOL, color="tab:green", alpha=0.15, label="criterion")
+            for ax in (ax_z, ax_v):
+                ax.axhspan(VAR_LO, VAR_HI, color="tab:green", alpha=0.15, label="criterion")
+                ax.axhline(1.0, color="k", lw=0.6)
+            ax_m.axhline(0.0, color="k", lw=0.6)
+            ax_z.set_ylim(0.6, 1.4)
+            ax_v.set_yscale("log")
+            ax_m.set(xlabel="layer", ylabel="mean of activations", title="mean per layer")
+            ax_z.set(xlabel="layer", ylabel="variance of activations", title="variance (zoom)")
+            ax_v.set(xlabel="layer", ylabel="variance of activations", title="variance (log scale)")
+            for ax in (ax_m, ax_z, ax_v):
+                ax.legend(fontsize=8)
+            fig.suptitle(f"SELU fixed point (0, 1): width {d['width']}, {len(d['seeds'])} seeds")
         return path

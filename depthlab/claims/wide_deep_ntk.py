@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from depthlab.claims.base import Check, Claim, Context, Evidence, register_claim
+from depthlab.claims.base import Check, Claim, Context, Evidence, claim_figure, register_claim
 from depthlab.data import load_data
 from depthlab.spec import DataSpec
 from depthlab.theory.ntk_kernel import kernels_by_depth
@@ -207,27 +207,19 @@ class WideDeepNTK(Claim):
         return Evidence(checks=checks, table=table, data=data)
 
     def plot(self, evidence: Evidence, path: Path) -> Path | None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         d = evidence.data
-        fig, axes = plt.subplots(1, len(d["agreement"]), figsize=(10, 3.8))
-        for ax, (act, per_data) in zip(axes, d["agreement"].items(), strict=True):
-            for data, agree in per_data.items():
-                ax.plot(d["depths"][act][data], agree, marker="o", label=data)
-            ax.axhline(THRESHOLD, color="grey", ls="--", lw=1)
-            ax.set_xscale("log", base=2)
-            ax.set_ylim(-0.02, 1.02)
-            ax.set_xlabel("hidden layers")
-            limit = d["limits"][act]
-            if d["control"]:
-                limit = "majority" if limit == "1-NN" else "1-NN"
-            ax.set_ylabel(f"agreement with {limit}")
-            ax.set_title(f"{act} NTK")
-            ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        with claim_figure(path, 1, len(d["agreement"]), figsize=(10, 3.8)) as (_, axes):
+            for ax, (act, per_data) in zip(axes, d["agreement"].items(), strict=True):
+                for data, agree in per_data.items():
+                    ax.plot(d["depths"][act][data], agree, marker="o", label=data)
+                ax.axhline(THRESHOLD, color="grey", ls="--", lw=1)
+                ax.set_xscale("log", base=2)
+                ax.set_ylim(-0.02, 1.02)
+                ax.set_xlabel("hidden layers")
+                limit = d["limits"][act]
+                if d["control"]:
+                    limit = "majority" if limit == "1-NN" else "1-NN"
+                ax.set_ylabel(f"agreement with {limit}")
+                ax.set_title(f"{act} NTK")
+                ax.legend(fontsize=7)
         return path

@@ -56,6 +56,16 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+PROBES_HELP = "Comma-separated probes (default: all)."
+
+
+def _probe_names(probes: str | None) -> tuple[str, ...]:
+    """``--probes a,b``: the names given (blanks dropped); no option: every default probe."""
+    from depthlab.diagnose import DEFAULT_PROBES
+
+    return tuple(p.strip() for p in probes.split(",") if p.strip()) if probes else DEFAULT_PROBES
+
+
 @app.command()
 def train(
     spec: Annotated[Path, typer.Argument(help="Run file (YAML): arch, data, train.")],
@@ -111,16 +121,14 @@ def demo(
     out: Annotated[Path, typer.Option(help="Write the report and each run's results here.")] = Path(
         "demo-out"
     ),
-    probes: Annotated[
-        str | None, typer.Option(help="Comma-separated probes (default: all).")
-    ] = None,
+    probes: Annotated[str | None, typer.Option(help=PROBES_HELP)] = None,
     threads: Annotated[int, typer.Option(min=0, help=THREADS_HELP)] = 1,
 ) -> None:
     """Diagnose one deep MLP on MNIST-1D under four activation/init pairs, then train them:
     the verdict at initialisation beside what training made of each."""
     from depthlab.cli.output import write_json, write_run_dir
     from depthlab.cli.tables import print_diagnoses, print_results
-    from depthlab.diagnose import DEFAULT_PROBES, DiagnoseOptions
+    from depthlab.diagnose import DiagnoseOptions
     from depthlab.diagnose import diagnose as run_diagnosis
     from depthlab.diagnose.sources import dataset_batch, spec_subjects
     from depthlab.presets import deep_mlp_mnist1d
@@ -129,8 +137,7 @@ def demo(
 
     set_threads(threads)
     specs = deep_mlp_mnist1d(depth=depth, width=width, epochs=epochs)
-    names = tuple(p.strip() for p in probes.split(",") if p.strip()) if probes else DEFAULT_PROBES
-    options = DiagnoseOptions(probes=names)
+    options = DiagnoseOptions(probes=_probe_names(probes))
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     say(
         f"Diagnosing a depth-{depth}, width-{width} MLP on MNIST-1D under {len(specs)} "
@@ -172,9 +179,7 @@ def diagnose(
         str | None,
         typer.Option(help="A dataset name, or FILE.npz with x and y (used exactly as given)."),
     ] = None,
-    probes: Annotated[
-        str | None, typer.Option(help="Comma-separated probes (default: all).")
-    ] = None,
+    probes: Annotated[str | None, typer.Option(help=PROBES_HELP)] = None,
     ntk_samples: Annotated[int, typer.Option(min=1, help="Inputs of the empirical NTK.")] = 128,
     batch_size: Annotated[
         int, typer.Option(min=1, help="Samples of the Hessian and gradients (the first N).")
@@ -198,7 +203,7 @@ def diagnose(
     """Will this network train? Probes, a verdict with evidence and advice, plots."""
     from depthlab.cli.output import write_json
     from depthlab.cli.tables import print_diagnoses
-    from depthlab.diagnose import DEFAULT_PROBES, DiagnoseOptions
+    from depthlab.diagnose import DiagnoseOptions
     from depthlab.diagnose import diagnose as run_diagnosis
     from depthlab.diagnose.sources import (
         Subject,
@@ -216,7 +221,7 @@ def diagnose(
         fail("give exactly one of --preset NAME, --spec RUN.yaml, --model FILE.py:FACTORY")
     if loss not in ("auto", "cross_entropy", "mse"):
         fail(f"unknown loss {loss!r}; choices: auto, cross_entropy, mse")
-    names = tuple(p.strip() for p in probes.split(",") if p.strip()) if probes else DEFAULT_PROBES
+    names = _probe_names(probes)
     options = DiagnoseOptions(
         probes=names, ntk_samples=ntk_samples, batch_size=batch_size, seed=seed, seeds=seeds
     )
@@ -281,13 +286,12 @@ def sweep(
     axis values or seeds add runs. Exit 0 when every run finished (COMPLETE or DIVERGED),
     4 if any run FAILED (its error is in `depthlab runs --state FAILED`)."""
     from depthlab.store.sqlite import SQLiteStore
-    from depthlab.sweep import EXECUTORS, SweepSpec, run_sweep
+    from depthlab.sweep import SweepSpec, run_sweep
     from depthlab.sweep.executors import make
 
-    if executor not in EXECUTORS:
-        fail(f"unknown executor {executor!r}; choices: {', '.join(EXECUTORS)}")
-    spec = SweepSpec.load(sweep_file)
+    # make() rejects an unknown executor name, as one line, before the sweep file is read.
     runner = make(executor, workers or None, address)
+    spec = SweepSpec.load(sweep_file)
     runner.start()  # an executor that cannot start fails before the store is created
     try:
         with SQLiteStore(store) as runs_db:

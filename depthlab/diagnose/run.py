@@ -117,7 +117,9 @@ def diagnose(
                     raise ProbeError("neural collapse applies to classifiers only")
                 out[probe_name] = probe.run(model, batch, seed=options.seed)
                 if probe_name == "signal" and rebuild is not None and options.seeds > 1:
-                    out[probe_name]["seeds"] = _signal_over_seeds(probe, rebuild, batch, options)
+                    out[probe_name]["seeds"] = _signal_over_seeds(
+                        probe, model, out[probe_name], rebuild, batch, options
+                    )
             except ProbeError as err:
                 skipped[probe_name] = str(err)
             seconds[probe_name] = time.perf_counter() - start
@@ -133,17 +135,40 @@ def diagnose(
 
 
 def _signal_over_seeds(
-    probe: Any, rebuild: Callable[[int], nn.Module], batch: ProbeBatch, options: DiagnoseOptions
+    probe: Any,
+    model: nn.Module,
+    measured: dict[str, Any],
+    rebuild: Callable[[int], nn.Module],
+    batch: ProbeBatch,
+    options: DiagnoseOptions,
 ) -> dict[str, Any]:
-    ratios = [
-        probe.run(rebuild(options.seed + k), batch, seed=options.seed + k)["second_moment_ratio"]
-        for k in range(options.seeds)
-    ]
+    """The signal probe's ratio at seeds ``seed … seed + seeds − 1``; ``measured`` is its result
+    on ``model`` at ``seed``, reused when ``rebuild(seed)`` is that same network."""
+    ratios = []
+    for k in range(options.seeds):
+        net = rebuild(options.seed + k)
+        if k == 0 and _same_network(net, model):
+            ratios.append(measured["second_moment_ratio"])
+        else:
+            ratios.append(probe.run(net, batch, seed=options.seed + k)["second_moment_ratio"])
     logs = [math.log10(r) for r in ratios if 0 < r < math.inf]
     return {
         "second_moment_ratio": ratios,
         "geometric_mean": 10 ** (sum(logs) / len(logs)) if logs else None,
     }
+
+
+def _same_network(a: nn.Module, b: nn.Module) -> bool:
+    """Same class, mode and bit-identical parameters and buffers (so the same measurement)."""
+    if type(a) is not type(b):
+        return False
+    sa, sb = a.state_dict(), b.state_dict()
+    modes_a, modes_b = [m.training for m in a.modules()], [m.training for m in b.modules()]
+    return (
+        modes_a == modes_b
+        and sa.keys() == sb.keys()
+        and all(sa[k].dtype == sb[k].dtype and torch.equal(sa[k], sb[k]) for k in sa)
+    )
 
 
 @contextlib.contextmanager

@@ -24,8 +24,11 @@ network's own activation, computed by mean-field theory, and the architectural f
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
+
+from depthlab import _registry as reg
 
 VANISHING_SIGNAL = 1e-3
 EXPLODING_SIGNAL = 1e3
@@ -58,7 +61,7 @@ class Finding:
 def judge(results: dict[str, Any]) -> tuple[str, list[Finding]]:
     """The primary verdict and every finding, from a diagnosis' probe results."""
     findings: list[Finding] = []
-    advice = _init_advice(results)
+    advice = _Advice(results)
     signal, grads, ntk = results.get("signal"), results.get("gradients"), results.get("ntk")
     if signal:
         ratio, depth = signal["second_moment_ratio"], len(signal["layers"])
@@ -68,7 +71,7 @@ def judge(results: dict[str, Any]) -> tuple[str, list[Finding]]:
                 Finding(
                     "vanishing signal",
                     f"activation second moment falls {fall} over {depth} layers",
-                    advice["vanishing"],
+                    advice.vanishing,
                 )
             )
         elif ratio > EXPLODING_SIGNAL:
@@ -76,7 +79,7 @@ def judge(results: dict[str, Any]) -> tuple[str, list[Finding]]:
                 Finding(
                     "exploding signal",
                     f"activation second moment grows {_times(ratio)} over {depth} layers",
-                    advice["exploding"],
+                    advice.exploding,
                 )
             )
         dead = [
@@ -99,7 +102,7 @@ def judge(results: dict[str, Any]) -> tuple[str, list[Finding]]:
                     "vanishing gradients",
                     f"‖∂L/∂h‖ at the first layer is {_times(1 / d if d > 0 else math.inf)} smaller "
                     f"than at the last; largest ‖∇W‖/‖W‖ is {grads['max_ratio']:.2g}",
-                    advice["vanishing"],
+                    advice.vanishing,
                 )
             )
         elif d > EXPLODING_GRADIENTS:
@@ -107,7 +110,7 @@ def judge(results: dict[str, Any]) -> tuple[str, list[Finding]]:
                 Finding(
                     "exploding gradients",
                     f"‖∂L/∂h‖ at the first layer is {_times(d)} larger than at the last",
-                    advice["exploding"],
+                    advice.exploding,
                 )
             )
     # A kernel on N samples with K outputs can be full rank only if the net has ≥ N·K
@@ -130,44 +133,57 @@ def judge(results: dict[str, Any]) -> tuple[str, list[Finding]]:
     return (findings[0].verdict if findings else "trainable"), findings
 
 
-def _init_advice(results: dict[str, Any]) -> dict[str, str]:
-    mf = results.get("meanfield") or {}
-    act = str(mf.get("activation", "")).lower()
-    critical = ""
-    if act:
+class _Advice:
+    """The init advice of a vanishing or exploding finding, worked out only when one fires.
+
+    The critical σ_w² of a smooth activation takes a root search over quadratures (seconds for
+    tanh), so it is computed on first use, once per diagnosis.
+    """
+
+    def __init__(self, results: dict[str, Any]) -> None:
+        self._meanfield: dict[str, Any] = results.get("meanfield") or {}
+
+    @functools.cached_property
+    def _prefix(self) -> str:
+        mf = self._meanfield
+        act = str(mf.get("activation", "")).lower()
+        if not act:
+            return ""
         critical = _critical_phrase(act, mf.get("sigma_b2", 0.0))
         where = f"χ₁ = {mf['chi1']:.3g} (σ_w² = {mf['sigma_w2']:.3g}): {mf['phase']} phase; "
-    else:
-        where = ""
-    tail = "or use SELU with LeCun init, normalization layers, or residual branches scaled by 1/√L"
-    return {
-        "vanishing": f"{where}{critical}{tail}".strip(),
-        "exploding": f"{where}{critical}lower the weight scale, add normalization, or scale "
-        "residual branches by 1/√L (or ReZero)".strip(),
-    }
+        return f"{where}{critical}"
+
+    @property
+    def vanishing(self) -> str:
+        return (
+            f"{self._prefix}or use SELU with LeCun init, normalization layers, or residual "
+            "branches scaled by 1/√L"
+        ).strip()
+
+    @property
+    def exploding(self) -> str:
+        return (
+            f"{self._prefix}lower the weight scale, add normalization, or scale residual "
+            "branches by 1/√L (or ReZero)"
+        ).strip()
+
+
+#: The registered activations (``reg.ACTIVATIONS`` names) whose advice states their critical
+#: σ_w²; any other activation gets the generic line.
+CRITICAL_ADVICE = ("relu", "tanh", "selu", "sigmoid", "elu", "softplus")
 
 
 def _critical_phrase(act: str, sigma_b2: float) -> str:
-    import torch
-
+    """The critical init of the network's activation (a registry name), by mean-field theory."""
     from depthlab.exceptions import SpecError
     from depthlab.theory import critical_sigma_w2
 
-    fns = {
-        "relu": torch.relu,
-        "tanh": torch.tanh,
-        "selu": torch.selu,
-        "sigmoid": torch.sigmoid,
-        "elu": torch.nn.functional.elu,
-        "softplus": torch.nn.functional.softplus,
-    }
-    fn = fns.get(act)
-    if fn is None:
+    if act not in CRITICAL_ADVICE:
         return "use init: critical for this activation; "
     if act == "relu":
         return "for ReLU σ_w² = 2 (He, σ_b = 0) is critical; "
     try:
-        sw2 = critical_sigma_w2(fn, sigma_b2=sigma_b2)
+        sw2 = critical_sigma_w2(reg.ACTIVATIONS.get(act).fn, sigma_b2=sigma_b2)
     except SpecError:
         return "use init: critical; "
     return f"for {act} at σ_b² = {sigma_b2:.3g} the critical σ_w² is {sw2:.3g} (init: critical); "

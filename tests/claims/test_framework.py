@@ -76,3 +76,40 @@ def test_a_claim_known_not_to_reproduce_exits_non_zero_in_its_docs(name: str) ->
     page = claim_page(get_claim(name))
     assert f"depthlab reproduce {name} --quick" in page
     assert ("Does not reproduce" in page) == (not get_claim(name).reproduces)
+
+
+def test_torch_threads_restores_the_previous_count() -> None:
+    import torch
+
+    from depthlab.claims.base import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(before + 1):
+        assert torch.get_num_threads() == before + 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), torch_threads(before + 1):
+        raise RuntimeError
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before
+
+
+def test_reproduce_runs_the_experiment_with_the_claims_threads(monkeypatch) -> None:
+    import torch
+
+    from depthlab.claims import Check, Evidence, reproduce
+
+    cls = get_claim("snn-fixed-point")
+    seen = []
+
+    def experiment(self, ctx):  # type: ignore[no-untyped-def]
+        seen.append(torch.get_num_threads())
+        return Evidence(checks=[Check("x", 1, "== 1", True)])
+
+    monkeypatch.setattr(cls, "experiment", experiment)
+    monkeypatch.setattr(cls, "threads", 3)
+    before = torch.get_num_threads()
+    assert reproduce("snn-fixed-point").passed
+    assert seen == [3] and torch.get_num_threads() == before
+    single = {n for n in claim_names() if get_claim(n).threads == 1}
+    assert single == {"gradient-noise", "normalization-depth", "mnist1d-table"}

@@ -126,3 +126,22 @@ def test_wrong_input_is_one_clear_error(bad):
         ProbeError, match="rejects inputs of shape" if bad == "shape" else "does not fit 8 classes"
     ):
         diagnose(model, batch, FAST, progress=False)
+
+
+def test_critical_advice_names_registered_activations_and_is_lazy(monkeypatch):
+    from depthlab import _registry as reg
+    from depthlab.diagnose import verdict as v
+
+    assert set(v.CRITICAL_ADVICE) <= set(reg.ACTIVATIONS.names())
+    calls = []
+    monkeypatch.setattr(v, "_critical_phrase", lambda *a: calls.append(a) or "")
+    meanfield = {"activation": "Tanh", "sigma_b2": 0.0, "chi1": 1.0, "sigma_w2": 1.0}
+    signal = {"second_moment_ratio": 1.0, "layers": []}
+    assert judge({"meanfield": {**meanfield, "phase": "critical"}, "signal": signal})[0] == (
+        "trainable"
+    )
+    assert not calls  # no finding, no advice: the critical point is never computed
+    vanishing = {**signal, "second_moment_ratio": 1e-6}
+    grads = {"delta_first_to_last": 1e-6, "max_ratio": 1.0}
+    judge({"meanfield": {**meanfield, "phase": "ordered"}, "signal": vanishing, "gradients": grads})
+    assert calls == [("tanh", 0.0)]  # two findings share one computation
