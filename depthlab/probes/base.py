@@ -112,10 +112,12 @@ def preserved(model: nn.Module) -> Iterator[None]:
         yield
     finally:
         for m, params, buffers in held:
-            for store, saved in ((m._parameters, params), (m._buffers, buffers)):
-                for k, v in saved.items():
-                    if store.get(k) is not v:
-                        store[k] = v
+            for k, p in params.items():
+                if m._parameters.get(k) is not p:
+                    m._parameters[k] = p
+            for k, b in buffers.items():
+                if m._buffers.get(k) is not b:
+                    m._buffers[k] = b
         with torch.no_grad():
             current = model.state_dict(keep_vars=True)
             for k, v in tensors.items():
