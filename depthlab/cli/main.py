@@ -5,11 +5,13 @@ Every user error prints one line on stderr and exits non-zero; see ``EXIT_CODES_
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -56,13 +58,19 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-PROBES_HELP = "Comma-separated probes (default: all)."
+PROBES_HELP = (
+    "Comma-separated probes, or 'all' (default: the verdict's own: signal, gradients, "
+    "correlation, meanfield, trial)."
+)
 
 
 def _probe_names(probes: str | None) -> tuple[str, ...]:
-    """``--probes a,b``: the names given (blanks dropped); no option: every default probe."""
-    from depthlab.diagnose import DEFAULT_PROBES
+    """``--probes a,b``: the names given (blanks dropped); ``all``: every probe; no option: the
+    default probes."""
+    from depthlab.diagnose import ALL_PROBES, DEFAULT_PROBES
 
+    if probes is not None and probes.strip() == "all":
+        return ALL_PROBES
     return tuple(p.strip() for p in probes.split(",") if p.strip()) if probes else DEFAULT_PROBES
 
 
@@ -192,6 +200,18 @@ def diagnose(
         ),
     ] = 3,
     loss: Annotated[str, typer.Option(help="auto | cross_entropy | mse.")] = "auto",
+    optimizer: Annotated[
+        str | None,
+        typer.Option(help="The training setup judged: sgd | momentum | adam | adamw."),
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="Its learning rate.")] = None,
+    steps: Annotated[
+        int | None, typer.Option(min=1, help="Its budget in optimizer steps (batch size 64).")
+    ] = None,
+    advise: Annotated[
+        Path | None,
+        typer.Option(help="With --spec: write the advised run file here (a checked fix)."),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Write PNG plots, index.html and diagnosis.json here.")
     ] = None,
@@ -225,6 +245,8 @@ def diagnose(
     options = DiagnoseOptions(
         probes=names, ntk_samples=ntk_samples, batch_size=batch_size, seed=seed, seeds=seeds
     )
+    if advise is not None and spec is None:
+        fail("--advise needs --spec RUN.yaml (the advice is an edit of that run file)")
     if model is not None:
         if data is None:
             fail("--model needs --data NAME or --data FILE.npz")
@@ -249,9 +271,13 @@ def diagnose(
             data_spec = specs[0].data if data is None else DataSpec(name=data, seed=seed)
             batch, in_shape, out_dim = dataset_batch(data_spec, loss)
         subjects = spec_subjects(specs, in_shape, out_dim)
-    results = [
-        run_diagnosis(s.model, batch, options, name=s.name, rebuild=s.rebuild) for s in subjects
-    ]
+    results = []
+    for s in subjects:
+        setup = _train_setup(s.spec.train if s.spec else None, optimizer, lr, steps, len(batch.x))
+        opts = dataclasses.replace(options, train=setup)
+        results.append(run_diagnosis(s.model, batch, opts, name=s.name, rebuild=s.rebuild))
+    if advise is not None:
+        _write_advice(subjects[0], results[0], batch, opts, advise)
     payload = results[0] if len(results) == 1 else {"networks": results}
     if json_path is not None:
         write_json(json_path, payload)
@@ -262,6 +288,60 @@ def diagnose(
         page = write_report(results, out)
         print(f"report: {page}", file=sys.stderr)
     print_diagnoses(results)
+
+
+def _train_setup(
+    train: Any, optimizer: str | None, lr: float | None, steps: int | None, n: int
+) -> Any:
+    """The run file's train spec with --optimizer/--lr/--steps applied; ``None`` (the assumed
+    default) when neither gives one."""
+    from depthlab.spec import TrainSpec
+
+    if train is None and optimizer is None and lr is None and steps is None:
+        return None
+    base = train if isinstance(train, TrainSpec) else TrainSpec()
+    changes: dict[str, object] = {}
+    if optimizer is not None:
+        changes["optimizer"] = optimizer
+    if lr is not None:
+        changes["lr"] = lr
+    if steps is not None:
+        per_epoch = math.ceil(n / (n if base.batch_size == 0 else min(base.batch_size, n)))
+        changes["epochs"] = max(1, round(steps / per_epoch))
+    data = {**base.to_dict(), **changes}
+    return TrainSpec.from_dict(data)
+
+
+def _write_advice(subject: Any, diagnosis: dict, batch: Any, options: Any, path: Path) -> None:
+    """Diagnose the candidate fixes of a "won't train" verdict; write the first that trains."""
+    from depthlab.diagnose import diagnose as run_diagnosis
+    from depthlab.diagnose.advice import advise as find_fix
+    from depthlab.models import build_model
+
+    spec = subject.spec
+    if diagnosis["verdict"] == "trainable":
+        path.write_text(spec.to_yaml())
+        print(
+            f"advice: the run is predicted to train; {path} is the run file as given",
+            file=sys.stderr,
+        )
+        return
+    in_shape = tuple(batch.x.shape[1:])
+    out_dim = int(subject.model(batch.x[:2]).shape[-1])
+
+    def check(fixed: Any) -> dict:
+        net = build_model(fixed.arch, in_shape=in_shape, out_dim=out_dim, seed=fixed.train.seed)
+        opts = dataclasses.replace(options, train=fixed.train, seeds=1)
+        return run_diagnosis(net, batch, opts, name="advised", progress=False)
+
+    fix = find_fix(spec, diagnosis["verdict"], check)
+    if fix is None:
+        fail(f"no fix to advise for {diagnosis['verdict']!r}")
+    path.write_text(fix["spec"].to_yaml())
+    edit = ", ".join(f"{k}: {v}" for k, v in fix["edit"].items())
+    how = "checked" if fix["checked"] else "best found, not predicted to train"
+    diagnosis["fix"] = {k: v for k, v in fix.items() if k != "spec"}
+    print(f"advice ({how}, P(trains) = {fix['p_trains']:.2f}): {edit} -> {path}", file=sys.stderr)
 
 
 @app.command()

@@ -1,6 +1,22 @@
 """Diagnosis: run the probes on a network and turn their numbers into a verdict."""
 
-from depthlab.diagnose.run import DEFAULT_PROBES, DiagnoseOptions, check_input, diagnose
-from depthlab.diagnose.verdict import Finding, judge
+from depthlab.diagnose.run import (
+    ALL_PROBES,
+    DEFAULT_PROBES,
+    DiagnoseOptions,
+    check_input,
+    diagnose,
+)
+from depthlab.diagnose.verdict import Assessment, Finding, assess, judge
 
-__all__ = ["DEFAULT_PROBES", "DiagnoseOptions", "Finding", "check_input", "diagnose", "judge"]
+__all__ = [
+    "ALL_PROBES",
+    "DEFAULT_PROBES",
+    "Assessment",
+    "DiagnoseOptions",
+    "Finding",
+    "assess",
+    "check_input",
+    "diagnose",
+    "judge",
+]

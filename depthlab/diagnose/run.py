@@ -14,15 +14,21 @@ import torch
 from torch import nn
 
 from depthlab import _registry as reg
-from depthlab.diagnose.verdict import judge
+from depthlab.diagnose.verdict import assess
 from depthlab.exceptions import ProbeError, SpecError
 from depthlab.probes.base import ProbeBatch
+from depthlab.spec import TrainSpec
 
-DEFAULT_PROBES = (
+#: What the verdict rests on, at a few percent of the cost of training.
+DEFAULT_PROBES = ("signal", "gradients", "correlation", "meanfield", "trial")
+#: Every probe a diagnosis can run (``--probes all``): the verdict's and the costly spectra.
+ALL_PROBES = (
     "signal",
     "gradients",
+    "correlation",
     "jacobian",
     "meanfield",
+    "trial",
     "ntk",
     "hessian",
     "weights",
@@ -34,13 +40,16 @@ DEFAULT_PROBES = (
 class DiagnoseOptions:
     """``ntk_samples``: inputs of the empirical NTK; ``batch_size``: samples of the Hessian and
     gradient probes (the first N rows); ``seeds``: initialisations the signal probe averages
-    over when the network can be rebuilt (specs and presets)."""
+    over when the network can be rebuilt (specs and presets); ``train``: the training setup the
+    verdict is for (optimizer, lr, batch size, budget), the trial's too — ``None`` assumes
+    ``TrainSpec()`` (Adam, lr 1e-3, batch 64, 20 epochs) and the diagnosis says so."""
 
     probes: tuple[str, ...] = DEFAULT_PROBES
     ntk_samples: int = 128
     batch_size: int = 256
     seed: int = 0
     seeds: int = 3
+    train: TrainSpec | None = None
 
     def __post_init__(self) -> None:
         for name in self.probes:
@@ -80,7 +89,26 @@ def _params_for(name: str, options: DiagnoseOptions) -> Any:
         "samples": options.ntk_samples if name == "ntk" else None,
         "batch_size": options.batch_size,
     }
-    return cls.Params.from_dict({k: v for k, v in wanted.items() if k in fields and v})
+    params = cls.Params.from_dict({k: v for k, v in wanted.items() if k in fields and v})
+    if "train" in fields:
+        params = dataclasses.replace(params, train=options.train or TrainSpec())
+    return params
+
+
+def training_setup(options: DiagnoseOptions, n_samples: int) -> dict[str, Any]:
+    """The setup the verdict is for, as stated in the diagnosis."""
+    from depthlab.probes.trial import budget_steps
+
+    train = options.train or TrainSpec()
+    return {
+        "optimizer": train.optimizer,
+        "lr": train.lr,
+        "momentum": train.momentum,
+        "batch_size": train.batch_size,
+        "epochs": train.epochs,
+        "budget_steps": budget_steps(train, n_samples),
+        "assumed": options.train is None,
+    }
 
 
 def diagnose(
@@ -124,10 +152,15 @@ def diagnose(
                 skipped[probe_name] = str(err)
             seconds[probe_name] = time.perf_counter() - start
             advance(probe_name)
-    verdict, findings = judge(out)
+    setup = training_setup(options, len(batch.x))
+    assessment = assess(out, setup)
     return {
-        "verdict": verdict,
-        "findings": [f.to_dict() for f in findings],
+        "verdict": assessment.verdict,
+        "p_trains": assessment.p_trains,
+        "decided_by": assessment.decided_by,
+        "findings": [f.to_dict() for f in assessment.findings],
+        "setup": setup,
+        "evidence": assessment.contributions,
         **out,
         "skipped": skipped,
         "seconds": seconds,

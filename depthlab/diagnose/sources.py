@@ -26,6 +26,7 @@ class Subject:
     name: str
     model: nn.Module
     rebuild: Callable[[int], nn.Module] | None = None
+    spec: RunSpec | None = None
 
 
 def load_factory(target: str) -> nn.Module:
@@ -75,7 +76,9 @@ def spec_subjects(specs: list[RunSpec], in_shape: tuple[int, ...], out_dim: int)
         def rebuild(seed: int, spec: RunSpec = spec) -> nn.Module:
             return build_model(spec.arch, in_shape=in_shape, out_dim=out_dim, seed=seed)
 
-        subjects.append(Subject(spec.name or f"run{i}", rebuild(spec.train.seed), rebuild))
+        subjects.append(
+            Subject(spec.name or f"run{i}", rebuild(spec.train.seed), rebuild, spec=spec)
+        )
     return subjects
 
 

@@ -1,34 +1,53 @@
-"""The rules that turn probe numbers into a verdict, with the evidence and concrete advice.
+"""The verdict for a training setup: rules with fixed thresholds (why) and a calibrated P(trains).
 
-Each rule reads one probe's summary and fires above a documented threshold:
+A diagnosis answers "will *this* network train *with this optimizer, learning rate and budget*".
+Two kinds of evidence meet here:
+
+*Theory rules* read one probe each and fire above a documented threshold:
 
 ============================ ============================================== ===============
 verdict                      rule                                           threshold
 ============================ ============================================== ===============
-vanishing signal             last/first layer pre-activation second moment  < 1e-3
 exploding signal             last/first layer pre-activation second moment  > 1e3
-dead units                   mean fraction of units dead over the batch     > 0.5
-vanishing gradients          ‖∂L/∂h¹‖ / ‖∂L/∂h^L‖, or every ‖∇W‖/‖W‖       < 1e-3, < 1e-6
+vanishing signal             last/first layer pre-activation second moment  < 1e-3
 exploding gradients          ‖∂L/∂h¹‖ / ‖∂L/∂h^L‖                           > 1e3
+vanishing gradients          ‖∂L/∂h¹‖ / ‖∂L/∂h^L‖, or every ‖∇W‖/‖W‖       < 1e-3, < 1e-6
+correlation collapse         depth / measured ξ_c, correlations rising      > 6
+chaotic                      depth / measured ξ_c, correlations falling     > 6
+dead units                   mean fraction of units dead over the batch     > 0.5
 ill-conditioned              empirical NTK condition number λ_max/λ_min     > 1e7
+unstable step size           SGD lr above 2(1 + β)/λ_max of the Hessian     > 1
 ============================ ============================================== ===============
 
-The NTK rule applies only to networks with at least N·K parameters (N samples, K outputs): a
-smaller network's kernel is singular by construction.
+The depth rule is Schoenholz et al. 2017's: signals propagate, and networks train, to a depth
+of about 6 ξ_c. The NTK rule applies only to networks with at least N·K parameters (N samples,
+K outputs; a smaller net's kernel is singular by construction) and never fires on a condition
+number that is only a numerical lower bound below the threshold. The step-size rule is the edge
+of stability (Cohen et al. 2021): gradient descent with momentum β is stable on a quadratic only
+while lr · λ_max < 2(1 + β).
 
-No rule firing gives ``trainable``. The advice names the critical initialisation of the
-network's own activation, computed by mean-field theory, and the architectural fixes
-(self-normalizing SELU + LeCun, normalization layers, residual scaling).
+*The trial* (``depthlab.probes.trial``) trains a copy for a few percent of the budget with the
+user's own setup: a loss that turns NaN/inf is *diverges*; no progress toward the best constant
+predictor is *no progress*.
+
+``p_trains`` — the probability that the network gets at least halfway from chance to a shallow
+reference net within the budget — comes from a logistic model per optimizer family (SGD family:
+sgd, momentum; adaptive: adam, adamw) over trial and theory features, fitted on the tuning half
+of ``bench/verdict_calibration.py`` and stored in ``depthlab.diagnose.calibrated``. The verdict
+is ``trainable`` when p_trains ≥ 0.5; otherwise the first rule or trial finding in ``ORDER``
+names the cause (``won't train in budget`` when none fired). ``decided_by`` says whose evidence
+moved p_trains most: ``trial`` or ``theory``. Rules that fire on a network predicted to train
+stay in ``findings`` as warnings.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
+from collections.abc import Mapping
 from typing import Any
 
-from depthlab import _registry as reg
+from depthlab.diagnose import calibrated
 
 VANISHING_SIGNAL = 1e-3
 EXPLODING_SIGNAL = 1e3
@@ -37,15 +56,27 @@ VANISHING_GRADIENTS = 1e-3
 VANISHING_RATIO = 1e-6
 EXPLODING_GRADIENTS = 1e3
 ILL_CONDITIONED = 1e7
+DEPTH_OVER_XI = 6.0
+STABLE_STEP = 1.0
+LOW_COVERAGE = 0.5
 
 ORDER = (
+    "diverges",
+    "unstable step size",
     "exploding signal",
     "vanishing signal",
     "exploding gradients",
     "vanishing gradients",
+    "correlation collapse",
+    "chaotic",
     "dead units",
     "ill-conditioned",
+    "no progress",
+    "low coverage",
 )
+#: Findings that only qualify what the probes saw; never the verdict's cause.
+WARNINGS = ("low coverage",)
+SGD_FAMILY = ("sgd", "momentum")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,10 +89,72 @@ class Finding:
         return dataclasses.asdict(self)
 
 
-def judge(results: dict[str, Any]) -> tuple[str, list[Finding]]:
-    """The primary verdict and every finding, from a diagnosis' probe results."""
+@dataclasses.dataclass(frozen=True)
+class Assessment:
+    """The verdict, its probability and the evidence behind it."""
+
+    verdict: str
+    p_trains: float
+    decided_by: str
+    findings: tuple[Finding, ...]
+    contributions: dict[str, float]
+
+
+def optimizer_family(optimizer: str) -> str:
+    return "sgd" if optimizer in SGD_FAMILY else "adaptive"
+
+
+def judge(results: Mapping[str, Any]) -> tuple[str, list[Finding]]:
+    """The verdict and every finding from probe results alone (no training setup)."""
+    a = assess(results)
+    return a.verdict, list(a.findings)
+
+
+def assess(results: Mapping[str, Any], setup: Mapping[str, Any] | None = None) -> Assessment:
+    """The verdict for ``results`` (a diagnosis' probe results) under ``setup``
+    (``optimizer``, ``lr``, ``momentum``; the adaptive default when absent)."""
+    from depthlab.diagnose.advice import Advice
+
+    setup = dict(setup or {})
+    advice = Advice(results, setup)
+    findings = rule_findings(results, setup, advice)
+    family = optimizer_family(str(setup.get("optimizer", "adam")))
+    p, contributions = probability(results, setup)
+    if p is None:
+        # No calibrated model for these features: the rules alone decide.
+        causes = [f for f in findings if f.verdict not in WARNINGS]
+        verdict = causes[0].verdict if causes else "trainable"
+        return Assessment(
+            verdict, 0.0 if causes else 1.0, "theory", tuple(findings), {"family": family}
+        )
+    causes = [f for f in findings if f.verdict not in WARNINGS]
+    if p >= 0.5:
+        verdict = "trainable"
+    elif causes:
+        verdict = causes[0].verdict
+    else:
+        verdict = "won't train in budget"
+        findings.append(
+            Finding(
+                verdict,
+                f"P(trains) = {p:.2f} from the calibrated model; no single rule fired",
+                advice.slow,
+            )
+        )
+    trial, theory = contributions.get("trial", 0.0), contributions.get("theory", 0.0)
+    # whose evidence pushed toward the decision the most
+    sign = 1.0 if p >= 0.5 else -1.0
+    decided_by = "trial" if sign * trial >= sign * theory else "theory"
+    if "trial" not in results:
+        decided_by = "theory"
+    return Assessment(verdict, p, decided_by, tuple(findings), contributions)
+
+
+def rule_findings(
+    results: Mapping[str, Any], setup: Mapping[str, Any], advice: Any
+) -> list[Finding]:
+    """Every theory rule and trial finding that fires, in ``ORDER``."""
     findings: list[Finding] = []
-    advice = _Advice(results)
     signal, grads, ntk = results.get("signal"), results.get("gradients"), results.get("ntk")
     if signal:
         ratio, depth = signal["second_moment_ratio"], len(signal["layers"])
@@ -90,8 +183,7 @@ def judge(results: dict[str, Any]) -> tuple[str, list[Finding]]:
                 Finding(
                     "dead units",
                     f"{100 * sum(dead) / len(dead):.0f} % of units are constant over the batch",
-                    "units that never vary pass no gradient: use a smaller learning rate, "
-                    "leaky_relu or a critical init; check the input scale",
+                    advice.dead,
                 )
             )
     if grads:
@@ -113,80 +205,161 @@ def judge(results: dict[str, Any]) -> tuple[str, list[Finding]]:
                     advice.exploding,
                 )
             )
-    # A kernel on N samples with K outputs can be full rank only if the net has ≥ N·K
-    # parameters; a smaller net (a linear model) is singular by construction, not badly scaled.
-    can_be_full_rank = ntk and ntk.get("n_params", math.inf) >= ntk.get("n_samples", 0) * ntk.get(
-        "n_outputs", 1
-    )
-    if ntk and can_be_full_rank and ntk.get("condition_number", 0) > ILL_CONDITIONED:
+    corr = results.get("correlation")
+    if corr and corr.get("depth_ratio", 0) > DEPTH_OVER_XI:
+        rising = (corr.get("output_mean_correlation") or 0.0) > corr.get("input_mean", 0.0)
+        name = "correlation collapse" if rising else "chaotic"
+        what = (
+            "inputs become indistinguishable (correlations → 1)"
+            if rising
+            else "inputs decorrelate (every pair ends at the same correlation)"
+        )
+        bound = "≤ " if corr.get("xi_c_is_bound") else ""
         findings.append(
             Finding(
-                "ill-conditioned",
-                f"the empirical NTK's condition number is {ntk['condition_number']:.2g}: gradient "
-                "descent moves along its smallest directions "
-                f"{ntk['condition_number']:.0e}× slower than along its largest",
-                "normalization layers or a critical init decorrelate the kernel; check for "
-                "duplicated or constant inputs",
+                name,
+                f"depth {corr['depth']} is {corr['depth_ratio']:.3g} × the measured correlation "
+                f"length ξ_c = {bound}{corr['xi_c']:.3g} layers (trainable to ≈ 6 ξ_c): {what}",
+                advice.correlation(rising),
+            )
+        )
+    # A kernel on N samples with K outputs can be full rank only if the net has ≥ N·K
+    # parameters; a smaller net (a linear model) is singular by construction, not badly scaled.
+    if ntk and ntk.get("n_params", math.inf) >= ntk.get("n_samples", 0) * ntk.get("n_outputs", 1):
+        cond = ntk.get("condition_number", 0)
+        is_bound = bool(ntk.get("condition_number_is_bound"))
+        # a lower bound fires only when the bound itself is above the threshold
+        if cond > ILL_CONDITIONED:
+            findings.append(
+                Finding(
+                    "ill-conditioned",
+                    f"the empirical NTK's condition number is {'≥ ' if is_bound else ''}"
+                    f"{cond:.2g}: gradient descent moves along its smallest directions "
+                    f"{cond:.0e}× slower than along its largest",
+                    advice.conditioning,
+                )
+            )
+    hessian = results.get("hessian") or {}
+    top = hessian.get("top_eigenvalues") or []
+    optimizer = str(setup.get("optimizer", "adam"))
+    if top and optimizer in SGD_FAMILY and "lr" in setup and top[0] > 0:
+        beta = float(setup.get("momentum", 0.9)) if optimizer == "momentum" else 0.0
+        limit = 2 * (1 + beta) / top[0]
+        if float(setup["lr"]) > STABLE_STEP * limit:
+            findings.append(
+                Finding(
+                    "unstable step size",
+                    f"lr {float(setup['lr']):.3g} is above the edge of stability "
+                    f"2(1 + β)/λ_max = {limit:.3g} (λ_max = {top[0]:.3g}, β = {beta:g})",
+                    advice.step_size(limit),
+                )
+            )
+    trial = results.get("trial")
+    if trial:
+        if trial.get("diverged"):
+            findings.append(
+                Finding(
+                    "diverges",
+                    f"the trial's loss became NaN/inf at step {trial['diverged_step']} of "
+                    f"{trial['planned_steps']} ({trial['optimizer']}, lr {trial['lr']:.3g})",
+                    advice.diverges,
+                )
+            )
+        elif trial.get("improvement", 0.0) < calibrated.NO_PROGRESS:
+            findings.append(
+                Finding(
+                    "no progress",
+                    f"after {trial['steps']} trial steps "
+                    f"({100 * trial['fraction_of_budget']:.0f} % "
+                    f"of the budget) the loss moved {trial['improvement']:+.3f} of the constant "
+                    f"predictor's loss {trial['baseline_loss']:.3g}",
+                    advice.slow,
+                )
+            )
+    coverage = results.get("coverage")
+    if coverage and coverage.get("fraction", 1.0) < LOW_COVERAGE:
+        findings.append(
+            Finding(
+                "low coverage",
+                f"the probes found layers holding {100 * coverage['fraction']:.0f} % of the "
+                "parameters; the verdict rests on those",
+                "check that the model's layers hold their weights as ≥ 2-D 'weight' parameters",
             )
         )
     findings.sort(key=lambda f: ORDER.index(f.verdict))
-    return (findings[0].verdict if findings else "trainable"), findings
+    return findings
 
 
-class _Advice:
-    """The init advice of a vanishing or exploding finding, worked out only when one fires.
-
-    The critical σ_w² of a smooth activation takes a root search over quadratures (seconds for
-    tanh), so it is computed on first use, once per diagnosis.
-    """
-
-    def __init__(self, results: dict[str, Any]) -> None:
-        self._meanfield: dict[str, Any] = results.get("meanfield") or {}
-
-    @functools.cached_property
-    def _prefix(self) -> str:
-        mf = self._meanfield
-        act = str(mf.get("activation", "")).lower()
-        if not act:
-            return ""
-        critical = _critical_phrase(act, mf.get("sigma_b2", 0.0))
-        where = f"χ₁ = {mf['chi1']:.3g} (σ_w² = {mf['sigma_w2']:.3g}): {mf['phase']} phase; "
-        return f"{where}{critical}"
-
-    @property
-    def vanishing(self) -> str:
-        return (
-            f"{self._prefix}or use SELU with LeCun init, normalization layers, or residual "
-            "branches scaled by 1/√L"
-        ).strip()
-
-    @property
-    def exploding(self) -> str:
-        return (
-            f"{self._prefix}lower the weight scale, add normalization, or scale residual "
-            "branches by 1/√L (or ReZero)"
-        ).strip()
+def features(results: Mapping[str, Any], setup: Mapping[str, Any]) -> dict[str, float]:
+    """The numbers P(trains) is computed from (missing probes give no entry)."""
+    out: dict[str, float] = {}
+    lr = setup.get("lr")
+    if lr:
+        out["log10_lr"] = math.log10(float(lr))
+    signal = results.get("signal")
+    if signal:
+        out["signal_scale"] = min(abs(_log10(signal["second_moment_ratio"])), 12.0)
+    grads = results.get("gradients")
+    if grads:
+        out["gradient_scale"] = min(abs(_log10(grads["delta_first_to_last"])), 12.0)
+    corr = results.get("correlation")
+    if corr:
+        out["depth_over_xi"] = min(float(corr.get("depth_ratio", 0.0)), 60.0) / 10.0
+    trial = results.get("trial")
+    if trial:
+        diverged = bool(trial.get("diverged"))
+        out["trial_diverged"] = float(diverged)
+        out["trial_improvement"] = 0.0 if diverged else _clip(trial["improvement"], -1.0, 1.0)
+        out["trial_below_baseline"] = (
+            -1.0 if diverged else _clip(1.0 - trial["loss_after_ratio"], -1.0, 1.0)
+        )
+        acc0, acc1 = trial.get("accuracy_before"), trial.get("accuracy_after")
+        if acc0 is not None:
+            out["trial_accuracy_gain"] = 0.0 if diverged or acc1 is None else acc1 - acc0
+    return out
 
 
-#: The registered activations (``reg.ACTIVATIONS`` names) whose advice states their critical
-#: σ_w²; any other activation gets the generic line.
-CRITICAL_ADVICE = ("relu", "tanh", "selu", "sigmoid", "elu", "softplus")
+TRIAL_FEATURES = (
+    "trial_diverged",
+    "trial_improvement",
+    "trial_below_baseline",
+    "trial_accuracy_gain",
+)
 
 
-def _critical_phrase(act: str, sigma_b2: float) -> str:
-    """The critical init of the network's activation (a registry name), by mean-field theory."""
-    from depthlab.exceptions import SpecError
-    from depthlab.theory import critical_sigma_w2
+def probability(
+    results: Mapping[str, Any], setup: Mapping[str, Any]
+) -> tuple[float | None, dict[str, float]]:
+    """P(trains) from the calibrated model, and the logit's parts (trial, theory, intercept)."""
+    family = optimizer_family(str(setup.get("optimizer", "adam")))
+    feats = features(results, setup)
+    kind = "full" if "trial_improvement" in feats else "theory"
+    model = calibrated.MODELS.get(f"{family}/{kind}")
+    if model is None:
+        return None, {"family": 0.0}
+    parts = {"trial": 0.0, "theory": 0.0}
+    logit = float(model["intercept"])
+    for name, (mean, scale, weight) in model["coefficients"].items():
+        value = feats.get(name, mean)
+        term = weight * (value - mean) / scale
+        logit += term
+        parts["trial" if name in TRIAL_FEATURES else "theory"] += term
+    p = 1.0 / (1.0 + math.exp(-max(min(logit, 40.0), -40.0)))
+    return p, {**parts, "intercept": float(model["intercept"]), "logit": logit}
 
-    if act not in CRITICAL_ADVICE:
-        return "use init: critical for this activation; "
-    if act == "relu":
-        return "for ReLU σ_w² = 2 (He, σ_b = 0) is critical; "
-    try:
-        sw2 = critical_sigma_w2(reg.ACTIVATIONS.get(act).fn, sigma_b2=sigma_b2)
-    except SpecError:
-        return "use init: critical; "
-    return f"for {act} at σ_b² = {sigma_b2:.3g} the critical σ_w² is {sw2:.3g} (init: critical); "
+
+def _clip(x: float, lo: float, hi: float) -> float:
+    if not math.isfinite(x):
+        return lo if x < 0 else hi
+    return max(lo, min(hi, float(x)))
+
+
+def _log10(x: float) -> float:
+    if x <= 0:
+        return -300.0
+    if not math.isfinite(x):
+        return 300.0
+    return math.log10(x)
 
 
 def _times(x: float) -> str:

@@ -130,7 +130,7 @@ def test_wrong_input_is_one_clear_error(bad):
 
 def test_critical_advice_names_registered_activations_and_is_lazy(monkeypatch):
     from depthlab import _registry as reg
-    from depthlab.diagnose import verdict as v
+    from depthlab.diagnose import advice as v
 
     assert set(v.CRITICAL_ADVICE) <= set(reg.ACTIVATIONS.names())
     calls = []

@@ -1,0 +1,173 @@
+"""How often is ``depthlab diagnose`` right? The verdict against real training, on held-out runs.
+
+Phases (each resumable; results under ``--out``, default ``bench-out/verdict_calibration``):
+
+  label     train every run of the grid (``depthlab.diagnose.calibration.GRID``, ~410 runs of
+            ~300 steps) and the shallow reference nets, with the sweep machinery
+  diagnose  diagnose each run's network at initialisation for its own training setup (the
+            default probes of a train-spec diagnosis, trial included), and the zero-cost proxies
+  tune      print the tuning half only: feature tables to set thresholds and the calibration fit
+  report    the test half: agreement, precision/recall of *trainable*, Brier score, Spearman,
+            the diagnosis's time as a fraction of training, a reliability diagram (PNG), the
+            zero-cost proxies side by side
+  fix       train the advised run file of every test-half run called "won't train"
+
+    python bench/verdict_calibration.py label --workers 2
+    python bench/verdict_calibration.py diagnose --half tuning
+    python bench/verdict_calibration.py tune
+    python bench/verdict_calibration.py diagnose --half test
+    python bench/verdict_calibration.py report
+    python bench/verdict_calibration.py fix
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from depthlab.diagnose import calibration as cal
+
+
+def _store(out: Path) -> Any:
+    from depthlab.store import SQLiteStore
+
+    out.mkdir(parents=True, exist_ok=True)
+    return SQLiteStore(out / "runs.db")
+
+
+def label(out: Path, workers: int) -> None:
+    from depthlab.spec import RunSpec
+    from depthlab.sweep import SweepSpec, run_sweep
+    from depthlab.sweep.executors import LocalExecutor
+    from depthlab.train import run
+
+    refs_path = out / "references.json"
+    out.mkdir(parents=True, exist_ok=True)
+    refs: dict[str, Any] = json.loads(refs_path.read_text()) if refs_path.exists() else {}
+    torch.set_num_threads(1)
+    for spec in cal.reference_runs():
+        if spec["name"] in refs:
+            continue
+        result = run(RunSpec.from_dict(spec), progress=False)
+        refs[spec["name"]] = {
+            "state": result.state.value,
+            "test_accuracy": result.metrics.get("test_accuracy", float("nan")),
+            "seconds": result.seconds,
+        }
+        refs_path.write_text(json.dumps(refs, indent=1))
+        print(spec["name"], refs[spec["name"]], flush=True)
+    with _store(out) as store:
+        for sweep in cal.GRID:
+            started = time.perf_counter()
+            summary = run_sweep(
+                SweepSpec.from_dict(sweep),
+                store,
+                LocalExecutor(workers=workers),
+                progress=False,
+            )
+            print(
+                f"{sweep['name']}: {summary.counts} in {time.perf_counter() - started:.0f} s",
+                flush=True,
+            )
+
+
+# ---------------------------------------------------------------- diagnose
+
+
+def _labelled(out: Path, half: str) -> list[Any]:
+    """The half's runs that finished (COMPLETE or DIVERGED), in store order."""
+    from depthlab.store import RunState
+
+    with _store(out) as store:
+        records = store.runs()
+    done = [r for r in records if r.state in (RunState.COMPLETE, RunState.DIVERGED)]
+    return cal.runs_of_half(done, half)
+
+
+def _diagnose_one(job: tuple[dict[str, Any], bool]) -> dict[str, Any]:
+    """Diagnose one run's network at init for its own setup (and time its training if asked)."""
+    from depthlab.diagnose import DEFAULT_PROBES, DiagnoseOptions, diagnose
+    from depthlab.diagnose.sources import dataset_batch
+    from depthlab.models import build_model
+    from depthlab.spec import RunSpec
+    from depthlab.train import run
+
+    torch.set_num_threads(1)
+    spec_dict, time_training = job
+    spec = RunSpec.from_dict(spec_dict)
+    batch, in_shape, out_dim = dataset_batch(spec.data)
+    model = build_model(spec.arch, in_shape=in_shape, out_dim=out_dim, seed=spec.train.seed)
+    options = DiagnoseOptions(
+        probes=DEFAULT_PROBES, seed=spec.train.seed, seeds=1, train=spec.train
+    )
+    started = time.perf_counter()
+    result = diagnose(model, batch, options, name=spec.name or "run", progress=False)
+    seconds = time.perf_counter() - started
+    proxies: dict[str, Any] = {}
+    try:
+        from depthlab.probes.proxies import zero_cost_proxies
+
+        proxies = zero_cost_proxies(model, batch.head(64))
+    except ImportError:
+        pass
+    except Exception as err:  # noqa: BLE001 - a proxy that cannot score this net is recorded
+        proxies = {"error": str(err).splitlines()[0]}
+    training = None
+    if time_training:
+        training = run(spec, progress=False).seconds
+    return {
+        "diagnosis": result,
+        "seconds": seconds,
+        "training_seconds": training,
+        "proxies": proxies,
+    }
+
+
+def diagnose_half(out: Path, half: str, workers: int) -> None:
+    import multiprocessing
+
+    from depthlab._json import to_json
+
+    path = out / f"diagnoses-{half}.jsonl"
+    done = set()
+    if path.exists():
+        done = {json.loads(line)["run_id"] for line in path.read_text().splitlines() if line}
+    records = [r for r in _labelled(out, half) if r.run_id not in done]
+    print(f"{half}: {len(records)} runs to diagnose ({len(done)} done)", flush=True)
+    jobs = [(dict(r.spec), i % 3 == 0) for i, r in enumerate(records)]
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(workers) as pool, path.open("a") as fh:
+        for k, (record, res) in enumerate(
+            zip(records, pool.imap(_diagnose_one, jobs), strict=True)
+        ):
+            line = json.dumps(to_json({"run_id": record.run_id, **res}), allow_nan=False)
+            fh.write(line + "\n")
+            fh.flush()
+            if k % 20 == 0:
+                print(f"  {k + 1}/{len(records)}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("phase", choices=["label", "diagnose", "tune", "report", "fix"])
+    parser.add_argument("--out", type=Path, default=Path("bench-out/verdict_calibration"))
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--half", choices=cal.HALVES, default="tuning")
+    args = parser.parse_args(argv)
+    if args.phase == "label":
+        label(args.out, args.workers)
+    elif args.phase == "diagnose":
+        diagnose_half(args.out, args.half, args.workers)
+    else:
+        raise SystemExit(f"phase {args.phase} not available yet")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

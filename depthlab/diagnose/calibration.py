@@ -1,0 +1,268 @@
+"""Measure a verdict against training: the configuration grid, its fixed split, labels, scores.
+
+The grid is a set of sweeps (:data:`GRID`) over datasets, families, depths up to 96, widths,
+activations, initialisations, norms, residual scalings, optimizers and learning rates, each
+trained for about 300 steps. Every run is assigned to the *tuning* or the *test* half by a hash
+of its run id (:func:`half_of`): fixed before any threshold is set, independent of results, and
+the same on every machine. Tuning code obtains runs only through :func:`runs_of_half`, which
+refuses to hand out the other half.
+
+A run *trains* when its test accuracy gets at least halfway from chance (the majority class of
+the test split) to a shallow reference network trained under the same budget
+(:func:`progress`). Runs whose progress falls in the ambiguous band
+(0.35, 0.65) are left out of agreement scores and counted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from depthlab.exceptions import DepthlabError
+
+HALVES = ("tuning", "test")
+#: The salt of the split. Changing it would re-draw the halves: never, once thresholds are tuned.
+SPLIT_SALT = "depthlab-verdict-calibration-v1"
+AMBIGUOUS = (0.35, 0.65)
+TRAINS_AT = 0.5
+
+#: Datasets of the grid, with the epochs that give each about 300 steps at batch size 64.
+DATASETS: dict[str, dict[str, Any]] = {
+    "mnist1d": {"data": {"name": "mnist1d", "seed": 0}, "epochs": 5},
+    "digits": {"data": {"name": "digits", "seed": 0}, "epochs": 15},
+    "breast_cancer": {"data": {"name": "breast_cancer", "seed": 0}, "epochs": 43},
+    "teacher": {
+        "data": {"name": "teacher", "seed": 0, "n_samples": 2000, "n_classes": 4},
+        "epochs": 14,
+    },
+}
+
+_OPTIM = {
+    "train.optimizer": ["sgd", "momentum", "adam", "adamw"],
+    "train.lr": [1e-4, 1e-3, 1e-2, 1e-1],
+}
+_ACTS = ["relu", "tanh", "selu", "gelu", "sigmoid"]
+_INITS = ["he", "lecun", "xavier", "orthogonal", "critical"]
+
+
+def _base(dataset: str, family: str, **arch: Any) -> dict[str, Any]:
+    d = DATASETS[dataset]
+    return {
+        "arch": {"family": family, **arch},
+        "data": d["data"],
+        "train": {"optimizer": "adam", "lr": 1e-3, "epochs": d["epochs"], "batch_size": 64},
+    }
+
+
+def _grid() -> list[dict[str, Any]]:
+    sweeps: list[dict[str, Any]] = []
+    for i, dataset in enumerate(DATASETS):
+        sweeps.append(
+            {
+                "name": f"mlp-{dataset}",
+                "base": _base(dataset, "mlp", width=64),
+                "axes": {
+                    "arch.depth": [2, 4, 8, 16, 32, 48, 64, 96],
+                    "arch.width": [32, 64, 128],
+                    "arch.act": _ACTS,
+                    "arch.init": _INITS,
+                    "arch.norm": ["none", "batch", "layer"],
+                    **_OPTIM,
+                },
+                "strategy": "random",
+                "budget": 60,
+                "sample_seed": 100 + i,
+            }
+        )
+        sweeps.append(
+            {
+                "name": f"resmlp-{dataset}",
+                "base": _base(dataset, "resmlp", width=64),
+                "axes": {
+                    "arch.depth": [4, 16, 32, 64, 96],
+                    "arch.act": ["relu", "tanh", "gelu"],
+                    "arch.init": ["he", "lecun", "xavier"],
+                    "arch.norm": ["none", "batch", "layer"],
+                    "arch.residual": ["none", "fixed", "inv_sqrt_depth", "rezero"],
+                    **_OPTIM,
+                },
+                "strategy": "random",
+                "budget": 30,
+                "sample_seed": 200 + i,
+            }
+        )
+    sweeps.append(
+        {
+            "name": "cnn1d-mnist1d",
+            "base": _base("mnist1d", "cnn1d", width=16),
+            "axes": {
+                "arch.depth": [2, 4, 8, 16, 32, 48],
+                "arch.width": [8, 16, 32],
+                "arch.act": ["relu", "tanh", "selu", "gelu"],
+                "arch.init": ["he", "lecun", "xavier", "orthogonal"],
+                "arch.norm": ["none", "batch"],
+                **_OPTIM,
+            },
+            "strategy": "random",
+            "budget": 50,
+            "sample_seed": 300,
+        }
+    )
+    return sweeps
+
+
+#: The calibration grid: sweep files as plain data (``SweepSpec.from_dict`` each).
+GRID: list[dict[str, Any]] = _grid()
+
+
+def reference_runs() -> list[dict[str, Any]]:
+    """The shallow reference nets: a 2-hidden-layer ReLU/He MLP of width 128 per dataset, under
+    the grid's budget with three standard optimizer settings; a dataset's reference accuracy is
+    the best of the three."""
+    runs = []
+    for dataset in DATASETS:
+        for optimizer, lr in (("adam", 1e-3), ("momentum", 1e-2), ("sgd", 1e-1)):
+            spec = _base(dataset, "mlp", depth=2, width=128, act="relu", init="he")
+            spec["train"].update(optimizer=optimizer, lr=lr)
+            spec["name"] = f"reference-{dataset}-{optimizer}"
+            runs.append(spec)
+    return runs
+
+
+def half_of(run_id: str) -> str:
+    """``tuning`` or ``test``: a fixed hash of the run id, decided before any result exists."""
+    digest = hashlib.sha256(f"{SPLIT_SALT}:{run_id}".encode()).digest()
+    return HALVES[digest[0] & 1]
+
+
+def runs_of_half(records: Iterable[Any], half: str) -> list[Any]:
+    """The records (anything with ``run_id``) of one half; the only way tuning code gets runs."""
+    if half not in HALVES:
+        raise DepthlabError(f"unknown half {half!r}; choices: {', '.join(HALVES)}")
+    return [r for r in records if half_of(r.run_id) == half]
+
+
+def progress(accuracy: float, chance: float, reference: float) -> float:
+    """How far from chance to the reference net a run got: 0 at chance, 1 at the reference."""
+    if not math.isfinite(accuracy):
+        return 0.0
+    span = reference - chance
+    if span <= 0:
+        raise DepthlabError(
+            f"the reference accuracy {reference:.3f} is not above chance {chance:.3f}"
+        )
+    return (accuracy - chance) / span
+
+
+def label(prog: float | None) -> bool | None:
+    """``True`` trains, ``False`` does not, ``None`` ambiguous (left out of agreement)."""
+    if prog is None:
+        return False
+    if AMBIGUOUS[0] < prog < AMBIGUOUS[1]:
+        return None
+    return prog >= TRAINS_AT
+
+
+@dataclasses.dataclass(frozen=True)
+class Scores:
+    """Verdict quality on one set of labelled runs."""
+
+    n: int
+    n_ambiguous: int
+    agreement: float
+    precision: float
+    recall: float
+    brier: float
+    spearman: float
+
+    def to_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+
+def scores(
+    predicted: Sequence[float], outcome: Sequence[float], *, threshold: float = 0.5
+) -> Scores:
+    """Agreement, precision and recall of *trainable* (P ≥ ``threshold``), Brier score on the
+    clear cases, and Spearman's ρ of P with the measured progress over every run."""
+    clear = [(p, label(o)) for p, o in zip(predicted, outcome, strict=True) if label(o) is not None]
+    tp = sum(1 for p, t in clear if p >= threshold and t)
+    fp = sum(1 for p, t in clear if p >= threshold and not t)
+    fn = sum(1 for p, t in clear if p < threshold and t)
+    agree = sum(1 for p, t in clear if (p >= threshold) == t)
+    brier = sum((p - float(bool(t))) ** 2 for p, t in clear) / max(len(clear), 1)
+    return Scores(
+        n=len(clear),
+        n_ambiguous=len(predicted) - len(clear),
+        agreement=agree / max(len(clear), 1),
+        precision=tp / (tp + fp) if tp + fp else math.nan,
+        recall=tp / (tp + fn) if tp + fn else math.nan,
+        brier=brier,
+        spearman=spearman(predicted, outcome),
+    )
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rank correlation (average ranks for ties)."""
+    ra, rb = _ranks(a), _ranks(b)
+    n = len(ra)
+    if n < 2:
+        return math.nan
+    ma, mb = sum(ra) / n, sum(rb) / n
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb, strict=True))
+    va = sum((x - ma) ** 2 for x in ra)
+    vb = sum((y - mb) ** 2 for y in rb)
+    return cov / math.sqrt(va * vb) if va > 0 and vb > 0 else math.nan
+
+
+def _ranks(values: Sequence[float]) -> list[float]:
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def reliability(
+    predicted: Sequence[float], outcome: Sequence[float], bins: int = 10
+) -> list[dict[str, float]]:
+    """Per bin of predicted P: its mean, the observed fraction that trained, and the count."""
+    rows = []
+    clear = [(p, label(o)) for p, o in zip(predicted, outcome, strict=True) if label(o) is not None]
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        inside = [(p, t) for p, t in clear if lo <= p < hi or (b == bins - 1 and p == 1.0)]
+        if inside:
+            rows.append(
+                {
+                    "lo": lo,
+                    "hi": hi,
+                    "predicted": sum(p for p, _ in inside) / len(inside),
+                    "observed": sum(1 for _, t in inside if t) / len(inside),
+                    "n": float(len(inside)),
+                }
+            )
+    return rows
+
+
+def chance_accuracy(y_test: Any) -> float:
+    """The majority class's share of the test labels (what a constant predictor scores)."""
+    import torch
+
+    counts = torch.bincount(y_test)
+    return float(counts.max()) / float(counts.sum())
+
+
+def reference_accuracy(outcomes: Mapping[str, float]) -> float:
+    """The best reference net's test accuracy of a dataset."""
+    if not outcomes:
+        raise DepthlabError("no reference run finished")
+    return max(outcomes.values())

@@ -1,0 +1,179 @@
+"""The ``trial`` probe: the first steps of the real training run, as direct evidence.
+
+A copy of the network trains for ``steps`` optimizer steps with the user's own training setup
+(``train``: optimizer, learning rate and schedule, momentum, weight decay, batch size, gradient
+clipping) on the batch's samples, drawn as the trainer draws them. It records the minibatch loss
+and the global gradient norm ‖∇_θ L‖₂ of every step, where a loss, gradient or parameter first
+became NaN/inf, and the mean loss and accuracy on a fixed evaluation subset (the first
+``eval_samples`` samples) before and after.
+
+``steps: 0`` (default) takes ``fraction`` of the run's budget, ``train.epochs`` ×
+⌈N / batch⌉ steps, at least ``min_steps`` and at most ``max_steps``: a few percent of the cost of
+training, by construction.
+
+The summary numbers the verdict reads, all on the evaluation subset:
+
+- ``baseline_loss``: the loss of the best constant predictor — the entropy of the label
+  frequencies (cross-entropy), or the variance of the targets (MSE); a network that has learnt
+  nothing sits at or above it;
+- ``improvement`` = (loss_before − loss_after) / baseline_loss;
+- ``loss_after_ratio`` = loss_after / baseline_loss;
+- ``loss_growth`` = max step loss / first step loss (> 1 for an unstable step size).
+
+The original network is never touched: the trial trains a deep copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from depthlab.exceptions import ProbeError
+from depthlab.probes.base import Probe, ProbeBatch, register_probe
+from depthlab.spec import Spec, TrainSpec
+from depthlab.spec.base import check_min, check_range
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialParams(Spec):
+    train: TrainSpec = dataclasses.field(default_factory=TrainSpec)
+    steps: int = 0  # 0: fraction of the budget, within [min_steps, max_steps]
+    fraction: float = 0.05
+    min_steps: int = 8
+    max_steps: int = 300
+    eval_samples: int = 512
+
+    def _check(self) -> None:
+        check_min("steps", self.steps, 0)
+        check_range("fraction", self.fraction, 0.0, 1.0, lo_open=True)
+        check_min("min_steps", self.min_steps, 1)
+        check_min("max_steps", self.max_steps, self.min_steps)
+        check_min("eval_samples", self.eval_samples, 1)
+
+
+def budget_steps(train: TrainSpec, n_samples: int) -> int:
+    """The optimizer steps of the whole run: epochs × ⌈N / batch⌉."""
+    batch = n_samples if train.batch_size == 0 else min(train.batch_size, n_samples)
+    return train.epochs * math.ceil(n_samples / batch)
+
+
+def baseline_loss(batch: ProbeBatch, out_dim: int) -> float:
+    """The mean loss of the best constant prediction on ``batch`` (see the module doc)."""
+    y = batch.y
+    if batch.task == "classification":
+        if batch.loss_fn.__name__ == "mse_onehot":
+            freq = torch.bincount(y, minlength=out_dim).double() / len(y)
+            return float((freq * (1 - freq)).sum() / out_dim)
+        freq = torch.bincount(y).double() / len(y)
+        freq = freq[freq > 0]
+        return float(-(freq * freq.log()).sum())
+    return float(y.double().var(unbiased=False).mean())
+
+
+@register_probe("trial")
+class TrialProbe(Probe):
+    """A short real training run with the user's setup (see the module doc)."""
+
+    Params = TrialParams
+
+    def measure(self, model: nn.Module, batch: ProbeBatch, *, seed: int) -> dict[str, Any]:
+        from depthlab.train.schedule import lr_at, make_optimizer
+
+        p: TrialParams = self.params
+        train = p.train
+        n = len(batch.x)
+        if n < 2:
+            raise ProbeError("trial needs at least 2 samples")
+        size = n if train.batch_size == 0 else min(train.batch_size, n)
+        per_epoch = math.ceil(n / size)
+        budget = budget_steps(train, n)
+        steps = p.steps or min(p.max_steps, max(p.min_steps, round(p.fraction * budget)))
+        steps = min(steps, budget)
+        net = copy.deepcopy(model)
+        net.train()
+        params = [q for q in net.parameters() if q.requires_grad]
+        if not params:
+            raise ProbeError("trial found no trainable parameter")
+        optimizer = make_optimizer(train, params)
+        ex, ey = batch.x[: p.eval_samples], batch.y[: p.eval_samples]
+        evaluation = dataclasses.replace(batch, x=ex, y=ey)
+        before = _evaluate(net, evaluation)
+        out_dim = int(before.pop("out_dim"))
+        generator = torch.Generator().manual_seed(train.seed)
+        losses: list[float] = []
+        grad_norms: list[float] = []
+        diverged: int | None = None
+        order = torch.randperm(n, generator=generator)
+        for step in range(steps):
+            i = step % per_epoch
+            if i == 0 and step > 0:
+                order = torch.randperm(n, generator=generator)
+            idx = order[i * size : (i + 1) * size]
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(train, step, per_epoch)
+            loss = batch.loss_fn(net(batch.x[idx]), batch.y[idx])
+            value = loss.item()
+            if not math.isfinite(value):
+                diverged = step
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            sq = sum(
+                float(q.grad.detach().double().pow(2).sum()) for q in params if q.grad is not None
+            )
+            norm = math.sqrt(sq) if math.isfinite(sq) else math.inf
+            if not math.isfinite(norm):
+                diverged = step
+                break
+            if train.grad_clip > 0:
+                nn.utils.clip_grad_norm_(params, train.grad_clip)
+            optimizer.step()
+            losses.append(value)
+            grad_norms.append(norm)
+        if diverged is None and not all(bool(torch.isfinite(q).all()) for q in params):
+            diverged = len(losses)
+        after = _evaluate(net, evaluation) if diverged is None else {}
+        after.pop("out_dim", None)
+        base = baseline_loss(evaluation, out_dim)
+        loss_before, loss_after = before["loss"], after.get("loss", math.inf)
+        if not math.isfinite(loss_after) and diverged is None:
+            diverged = len(losses)
+        scale = base if base > 0 else 1.0
+        return {
+            "steps": len(losses),
+            "planned_steps": steps,
+            "budget_steps": budget,
+            "fraction_of_budget": len(losses) / budget if budget else 0.0,
+            "optimizer": train.optimizer,
+            "lr": train.lr,
+            "loss": losses,
+            "grad_norm": grad_norms,
+            "diverged": diverged is not None,
+            "diverged_step": diverged,
+            "loss_before": loss_before,
+            "loss_after": loss_after,
+            "accuracy_before": before.get("accuracy"),
+            "accuracy_after": after.get("accuracy"),
+            "baseline_loss": base,
+            "improvement": (loss_before - loss_after) / scale if diverged is None else -math.inf,
+            "loss_after_ratio": loss_after / scale if diverged is None else math.inf,
+            "loss_growth": (max(losses) / losses[0]) if losses and losses[0] > 0 else math.nan,
+            "eval_samples": len(ex),
+        }
+
+
+@torch.no_grad()
+def _evaluate(net: nn.Module, batch: ProbeBatch) -> dict[str, float]:
+    """Mean loss (and accuracy) on ``batch`` in train mode, the function training optimises."""
+    out = net(batch.x)
+    row = {"loss": float(batch.loss_fn(out, batch.y)), "out_dim": float(out.shape[-1])}
+    if not math.isfinite(row["loss"]):
+        row["loss"] = math.inf
+    if batch.task == "classification":
+        row["accuracy"] = float((out.argmax(-1) == batch.y).double().mean())
+    return row
