@@ -81,13 +81,7 @@ def label(out: Path, workers: int) -> None:
 
 
 def _labelled(out: Path, half: str) -> list[Any]:
-    """The half's runs that finished (COMPLETE or DIVERGED), in store order."""
-    from depthlab.store import RunState
-
-    with _store(out) as store:
-        records = store.runs()
-    done = [r for r in records if r.state in (RunState.COMPLETE, RunState.DIVERGED)]
-    return cal.runs_of_half(done, half)
+    return cal.finished_runs(out, half)
 
 
 def _diagnose_one(job: tuple[dict[str, Any], bool]) -> dict[str, Any]:
@@ -153,6 +147,81 @@ def diagnose_half(out: Path, half: str, workers: int) -> None:
                 print(f"  {k + 1}/{len(records)}", flush=True)
 
 
+# ---------------------------------------------------------------- labels and features
+
+
+def _outcomes(out: Path, half: str) -> list[dict[str, Any]]:
+    return cal.load_half(out, half)
+
+
+def tune(out: Path) -> None:
+    """Fit P(trains) on the tuning half only and write ``depthlab/diagnose/calibrated.py``."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+
+    from depthlab.diagnose.verdict import TRIAL_FEATURES, features, optimizer_family
+
+    rows = _outcomes(out, "tuning")
+    print(f"tuning half: {len(rows)} diagnosed runs")
+    models: dict[str, Any] = {}
+    for family in ("sgd", "adaptive"):
+        fam = [
+            r
+            for r in rows
+            if optimizer_family(r["diagnosis"]["setup"]["optimizer"]) == family
+            and r["label"] is not None
+        ]
+        for kind in ("full", "theory"):
+            feats = [features(r["diagnosis"], r["diagnosis"]["setup"]) for r in fam]
+            names = sorted(
+                {k for f in feats for k in f if kind == "full" or k not in TRIAL_FEATURES}
+            )
+            x = np.array([[f.get(k, 0.0) for k in names] for f in feats])
+            y = np.array([bool(r["label"]) for r in fam])
+            mean, scale = x.mean(0), x.std(0)
+            scale[scale == 0] = 1.0
+            z = (x - mean) / scale
+            clf = LogisticRegression(C=1.0, max_iter=1000)
+            cv = cross_val_predict(clf, z, y, cv=5, method="predict_proba")[:, 1]
+            clf.fit(z, y)
+            agree = float(((cv >= 0.5) == y).mean())
+            tp = int(((cv >= 0.5) & y).sum())
+            fp = int(((cv >= 0.5) & ~y).sum())
+            print(
+                f"  {family}/{kind}: n={len(y)} trains={int(y.sum())} 5-fold agreement "
+                f"{agree:.3f} precision {tp / max(tp + fp, 1):.3f}"
+            )
+            for name, w in sorted(zip(names, clf.coef_[0], strict=True), key=lambda t: -abs(t[1])):
+                print(f"      {name:24s} {w:+.3f}")
+            models[f"{family}/{kind}"] = {
+                "intercept": float(clf.intercept_[0]),
+                "coefficients": {
+                    n: (float(m), float(s), float(w))
+                    for n, m, s, w in zip(names, mean, scale, clf.coef_[0], strict=True)
+                },
+                "n": int(len(y)),
+                "cv_agreement": agree,
+            }
+    _write_calibrated(models, len(rows))
+
+
+def _write_calibrated(models: dict[str, Any], n_rows: int) -> None:
+    import pprint
+
+    path = Path(__file__).resolve().parent.parent / "depthlab" / "diagnose" / "calibrated.py"
+    text = path.read_text()
+    head = text.split("MODELS: dict[str, dict[str, Any]] = ")[0]
+    body = pprint.pformat(models, width=96, sort_dicts=True)
+    path.write_text(
+        head
+        + "MODELS: dict[str, dict[str, Any]] = "
+        + body
+        + f"\n#: Diagnosed tuning-half runs the models were fitted on.\nTUNING_RUNS = {n_rows}\n"
+    )
+    print(f"wrote {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("phase", choices=["label", "diagnose", "tune", "report", "fix"])
@@ -164,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         label(args.out, args.workers)
     elif args.phase == "diagnose":
         diagnose_half(args.out, args.half, args.workers)
+    elif args.phase == "tune":
+        tune(args.out)
     else:
         raise SystemExit(f"phase {args.phase} not available yet")
     return 0

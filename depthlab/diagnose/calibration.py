@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from depthlab.exceptions import DepthlabError
@@ -266,3 +268,66 @@ def reference_accuracy(outcomes: Mapping[str, float]) -> float:
     if not outcomes:
         raise DepthlabError("no reference run finished")
     return max(outcomes.values())
+
+
+# ---------------------------------------------------------------- a calibration directory
+#
+# ``runs.db`` (the grid's run store), ``references.json`` (the reference nets' accuracies) and
+# one ``diagnoses-<half>.jsonl`` per half (a diagnosis per line, keyed by run id).
+
+
+def finished_runs(out: Path, half: str) -> list[Any]:
+    """The half's runs that finished (COMPLETE or DIVERGED), in store order."""
+    from depthlab.store import RunState, SQLiteStore
+
+    with SQLiteStore(Path(out) / "runs.db") as store:
+        records = store.runs()
+    done = [r for r in records if r.state in (RunState.COMPLETE, RunState.DIVERGED)]
+    return runs_of_half(done, half)
+
+
+def load_half(out: Path, half: str) -> list[dict[str, Any]]:
+    """Each diagnosed run of ``half`` with its measured progress and label.
+
+    Reads only ``diagnoses-<half>.jsonl`` and keeps only the runs :func:`half_of` assigns to
+    ``half``, so tuning code that calls ``load_half(out, "tuning")`` never sees a test run.
+    """
+    from depthlab._json import from_json
+    from depthlab.data import load_data
+    from depthlab.spec import DataSpec
+
+    out = Path(out)
+    refs = json.loads((out / "references.json").read_text())
+    reference = {
+        d: reference_accuracy(
+            {k: v["test_accuracy"] for k, v in refs.items() if k.startswith(f"reference-{d}-")}
+        )
+        for d in DATASETS
+    }
+    chance: dict[str, float] = {}
+    records = {r.run_id: r for r in finished_runs(out, half)}
+    path = out / f"diagnoses-{half}.jsonl"
+    rows = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        entry = from_json(json.loads(line))
+        record = records.get(entry["run_id"])
+        if record is None:
+            continue  # not a finished run of this half
+        data = record.spec["data"]
+        dataset = data["name"]
+        if dataset not in chance:
+            chance[dataset] = chance_accuracy(load_data(DataSpec.from_dict(data)).y_test)
+        acc = record.metrics.get("test_accuracy", math.nan)
+        diverged = record.state.value == "DIVERGED"
+        prog = 0.0 if diverged else progress(acc, chance[dataset], reference[dataset])
+        rows.append(
+            {
+                **entry,
+                "record": record,
+                "dataset": dataset,
+                "progress": prog,
+                "label": label(prog),
+                "test_accuracy": acc,
+            }
+        )
+    return rows

@@ -43,8 +43,8 @@ from depthlab.spec.base import check_min, check_range
 class TrialParams(Spec):
     train: TrainSpec = dataclasses.field(default_factory=TrainSpec)
     steps: int = 0  # 0: fraction of the budget, within [min_steps, max_steps]
-    fraction: float = 0.05
-    min_steps: int = 8
+    fraction: float = 0.08
+    min_steps: int = 10
     max_steps: int = 300
     eval_samples: int = 512
 

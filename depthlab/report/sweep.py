@@ -12,7 +12,8 @@ Runs are grouped into *configurations*: runs whose specs agree on every field bu
   per combination of the other axes (a line plot when only one of the two varies);
 * configurations ranked by the metric, mean ± sample standard deviation over seeds;
 * train-loss curves (mean over seeds, thin lines per seed);
-* the diagnose figures and verdicts of runs diagnosed at initialisation;
+* the diagnose figures and verdicts of runs diagnosed at initialisation, and per configuration
+  the predicted P(trains) beside what training reached (predicted vs actual);
 * failed and diverged runs with their errors.
 
 The metric defaults to ``test_accuracy`` (higher is better) when any run reports it, else
@@ -56,6 +57,7 @@ from depthlab.report.sweep_figures import (
     diagnose_figures,
     phase_heatmaps,
     phase_lines,
+    prediction_figure,
 )
 from depthlab.store.base import RunRecord, RunState
 
@@ -239,6 +241,58 @@ def _diagnose_section(records: Sequence[RunRecord], out: Path) -> str:
     )
 
 
+def _prediction_section(
+    configs: list[Config], axes: dict[str, list[str]], metric: str, out: Path
+) -> str:
+    """Per configuration: the verdicts and mean P(trains) at init beside the metric reached."""
+    rows, points = [], []
+    for c in configs:
+        pairs = [
+            (r, r.probes["diagnose"])
+            for r in c.runs
+            if isinstance(r.probes.get("diagnose"), dict)
+            and isinstance(r.probes["diagnose"].get("p_trains"), int | float)
+        ]
+        if not pairs:
+            continue
+        diagnoses = [d for _, d in pairs]
+        probs = [float(d["p_trains"]) for d in diagnoses]
+        verdicts = sorted({str(d.get("verdict")) for d in diagnoses})
+        for r, d in pairs:
+            value = r.metrics.get(metric)
+            if isinstance(value, int | float) and math.isfinite(value):
+                points.append((float(d["p_trains"]), float(value), str(d.get("verdict"))))
+        rows.append(
+            [
+                *(_esc(c.value(a)) for a in axes),
+                _esc(", ".join(verdicts)),
+                _esc(f"{sum(probs) / len(probs):.2f}"),
+                _esc(", ".join(sorted({str(d.get("decided_by", "?")) for d in diagnoses}))),
+                _cell(c, metric),
+            ]
+        )
+    if not rows:
+        return ""
+    figure = prediction_figure(points, metric, out / "predicted_vs_actual.png") if points else None
+    return (
+        "<h2 id='predicted'>Predicted vs actual</h2>"
+        "<p class='muted'>The verdict and P(trains) at initialisation, for each run's own "
+        f"training setup, beside the {_esc(metric)} training reached.</p>"
+        + _table(
+            [
+                *(_esc(short_axis(a)) for a in axes),
+                "verdict",
+                "P(trains)",
+                "decided by",
+                _esc(metric),
+            ],
+            rows,
+            left=len(axes) + 1,
+        )
+        + (_img(figure, "predicted vs actual") if figure else "")
+    )
+
+
 def _problems(records: Sequence[RunRecord]) -> str:
     parts = ["<h2 id='problems'>Failed and diverged runs</h2>"]
     for state, what in ((RunState.FAILED, "failed"), (RunState.DIVERGED, "diverged")):
@@ -317,6 +371,7 @@ def _sections(
             _ranking(configs, axes, metric),
             _curves_section(configs, axes, out),
             _diagnose_section(records, out),
+            _prediction_section(configs, axes, metric, out),
             _problems(records),
         ]
     )

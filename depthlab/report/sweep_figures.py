@@ -287,3 +287,21 @@ def diagnose_figures(diagnoses: list[dict[str, Any]], out: Path) -> dict[str, Pa
         if path is not None:
             written[name] = path
     return written
+
+
+def prediction_figure(points: list[tuple[float, float, str]], metric: str, path: Path) -> Path:
+    """P(trains) at initialisation against the metric training reached, one dot per run
+    (colour: the verdict was *trainable* or not)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.0, 3.6), layout="constrained")
+    for ok, colour, label in ((True, "#2a9d8f", "trainable"), (False, "#a4161a", "won't train")):
+        xs = [p for p, _, v in points if (v == "trainable") == ok]
+        ys = [m for _, m, v in points if (v == "trainable") == ok]
+        if xs:
+            ax.scatter(xs, ys, s=18, c=colour, label=label, alpha=0.8)
+    ax.axvline(0.5, color="#777", lw=0.8, ls="--")
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_xlabel("predicted P(trains) at initialisation")
+    ax.set_ylabel(_plain(metric))
+    ax.legend(loc="best", fontsize=8)
+    return _save(fig, plt, path)

@@ -70,7 +70,7 @@ def _diagnose(spec: Any, probes: Sequence[str]) -> dict[str, Any]:
     result: dict[str, Any] = diagnose(
         model,
         batch,
-        DiagnoseOptions(probes=tuple(probes), seed=spec.train.seed, seeds=1),
+        DiagnoseOptions(probes=tuple(probes), seed=spec.train.seed, seeds=1, train=spec.train),
         name=spec.name or "run",
         progress=False,
     )
