@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from depthlab.exceptions import UnknownComponentError
 from depthlab.spec import ArchSpec, DataSpec, RunSpec, TrainSpec
 
@@ -38,6 +40,13 @@ def deep_mlp_mnist1d(depth: int = 32, width: int = 128, epochs: int = 10) -> lis
         )
         for name, act, init in DEEP_MLP_INITS
     ]
+
+
+def shallow_reference(spec: RunSpec) -> RunSpec:
+    """The shallow net a run is held against: a 2-hidden-layer ReLU/He MLP of width 128 on the
+    same data, trained with the same setup (what *trains* is measured against)."""
+    arch = ArchSpec(family="mlp", depth=2, width=128, act="relu", init="he")
+    return dataclasses.replace(spec, name="reference-2x128-relu-he", arch=arch)
 
 
 # Greydanus 2020, MNIST-1D: test accuracies of the reference models (percent).

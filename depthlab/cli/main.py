@@ -135,11 +135,13 @@ def demo(
     """Diagnose one deep MLP on MNIST-1D under four activation/init pairs, then train them:
     the verdict at initialisation beside what training made of each."""
     from depthlab.cli.output import write_json, write_run_dir
-    from depthlab.cli.tables import print_diagnoses, print_results
+    from depthlab.cli.tables import print_diagnoses, print_predictions, print_results
+    from depthlab.data import load_data
     from depthlab.diagnose import DiagnoseOptions
     from depthlab.diagnose import diagnose as run_diagnosis
+    from depthlab.diagnose.calibration import chance_accuracy, label, progress
     from depthlab.diagnose.sources import dataset_batch, spec_subjects
-    from depthlab.presets import deep_mlp_mnist1d
+    from depthlab.presets import deep_mlp_mnist1d, shallow_reference
     from depthlab.report import write_report
     from depthlab.train import run
 
@@ -155,19 +157,35 @@ def demo(
     diagnoses, results = [], []
     for spec, subject in zip(specs, spec_subjects(specs, in_shape, out_dim), strict=True):
         say(f"  {spec.name}: diagnose ...")
+        opts = dataclasses.replace(options, train=spec.train)
         diagnosis = run_diagnosis(
-            subject.model, batch, options, name=spec.name, rebuild=subject.rebuild
+            subject.model, batch, opts, name=spec.name, rebuild=subject.rebuild
         )
-        say(f"  {spec.name}: {diagnosis['verdict']}; train ...")
+        say(
+            f"  {spec.name}: {diagnosis['verdict']} (P(trains) = {diagnosis['p_trains']:.2f}, "
+            f"{diagnosis['seconds_total']:.1f} s); train ..."
+        )
         result = run(spec)
         diagnosis["training"] = {"state": result.state.value, "epochs": epochs, **result.metrics}
         diagnoses.append(diagnosis)
         results.append(result)
         write_run_dir(out / spec.name, result)
+    # "trained" = at least halfway from chance to a shallow net under the same setup
+    reference_spec = shallow_reference(specs[0])
+    say(f"  {reference_spec.name}: train (the reference) ...")
+    reference = run(reference_spec)
+    results.append(reference)
+    chance = chance_accuracy(load_data(specs[0].data).y_test)
+    ref_acc = reference.metrics.get("test_accuracy", math.nan)
+    for d in diagnoses:
+        acc = d["training"].get("test_accuracy", math.nan)
+        prog = progress(acc, chance, ref_acc) if d["training"]["state"] == "COMPLETE" else 0.0
+        d["training"].update(progress=prog, trained=label(prog), reference_accuracy=ref_acc)
     write_json(out / "diagnosis.json", {"networks": diagnoses})
     page = write_report(diagnoses, out, title=f"depthlab demo: depth-{depth} MLPs on MNIST-1D")
     print_diagnoses(diagnoses)
     print_results(results)
+    print_predictions(diagnoses, chance, ref_acc)
     say(f"report: {page}")
 
 
@@ -334,7 +352,8 @@ def _write_advice(subject: Any, diagnosis: dict, batch: Any, options: Any, path:
         opts = dataclasses.replace(options, train=fixed.train, seeds=1)
         return run_diagnosis(net, batch, opts, name="advised", progress=False)
 
-    fix = find_fix(spec, diagnosis["verdict"], check)
+    stable_lr = (diagnosis.get("stability") or {}).get("stable_lr")
+    fix = find_fix(spec, diagnosis["verdict"], check, stable_lr=stable_lr)
     if fix is None:
         fail(f"no fix to advise for {diagnosis['verdict']!r}")
     path.write_text(fix["spec"].to_yaml())

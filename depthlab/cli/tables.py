@@ -97,6 +97,31 @@ def print_diagnoses(diagnoses: list[dict]) -> None:
             )
 
 
+def print_predictions(diagnoses: list[dict], chance: float, reference: float) -> None:
+    """The verdict at initialisation beside what training made of each network."""
+    table = Table(
+        title=f"predicted vs actual (trained: ≥ halfway from chance {chance:.1%} "
+        f"to the reference {reference:.1%})"
+    )
+    for col in ("network", "verdict", "P(trains)", "decided by", "test acc", "trained", "agrees"):
+        table.add_column(col, justify="left" if col in ("network", "verdict") else "right")
+    for d in diagnoses:
+        t = d.get("training", {})
+        trained = t.get("trained")
+        predicted = d["verdict"] == "trainable"
+        agrees = "-" if trained is None else ("yes" if predicted == trained else "[red]no[/red]")
+        table.add_row(
+            d["name"],
+            d["verdict"] if predicted else f"[red]{escape(d['verdict'])}[/red]",
+            f"{d.get('p_trains', float('nan')):.2f}",
+            str(d.get("decided_by", "-")),
+            _pct(t.get("test_accuracy")),
+            {True: "yes", False: "no", None: "unclear"}[trained],
+            agrees,
+        )
+    _console().print(table)
+
+
 HEADLINE = (
     ("signal", "second_moment_ratio"),
     ("gradients", "delta_first_to_last"),

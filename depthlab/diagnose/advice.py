@@ -64,6 +64,7 @@ class Advice:
         self.kind = architecture_kind(results, setup)
         self._optimizer = str(setup.get("optimizer", "adam"))
         self._lr = setup.get("lr")
+        self._stable_lr = (results.get("stability") or {}).get("stable_lr")
 
     @functools.cached_property
     def _critical(self) -> str:
@@ -158,9 +159,16 @@ class Advice:
         extra = (
             "warm the learning rate up; clip gradients"
             if self.kind == "transformer"
-            else ("clip gradients")
+            else "clip gradients"
         )
-        return self._join(f"lower the learning rate by 10×{lr}", extra)
+        if self._stable_lr and math.isfinite(self._stable_lr):
+            first = (
+                f"lower the learning rate{lr} below the edge of stability "
+                f"{self._stable_lr:.3g} = 2(1 + β)/λ_max; {self._stable_lr / 2:.2g} is a safe start"
+            )
+        else:
+            first = f"lower the learning rate by 10×{lr}"
+        return self._join(first, extra)
 
     @property
     def slow(self) -> str:
@@ -196,8 +204,11 @@ def _critical_phrase(act: str, sigma_b2: float) -> str:
 Edit = dict[str, Any]
 
 
-def candidate_fixes(verdict: str, spec: Any) -> list[Edit]:
-    """Spec edits that address ``verdict`` for the run ``spec`` (a ``RunSpec``), in order."""
+def candidate_fixes(verdict: str, spec: Any, stable_lr: float | None = None) -> list[Edit]:
+    """Spec edits that address ``verdict`` for the run ``spec`` (a ``RunSpec``), in order.
+
+    ``stable_lr``, the edge of stability 2(1 + β)/λ_max when known, makes the first fix of an
+    unstable SGD run half of it."""
     arch, train = spec.arch, spec.train
     act = arch.act if isinstance(arch.act, str) else ""
     sgd = train.optimizer in ("sgd", "momentum")
@@ -213,6 +224,8 @@ def candidate_fixes(verdict: str, spec: Any) -> list[Edit]:
         residual = {"arch.residual": "inv_sqrt_depth"}
     adam = {"train.optimizer": "adam", "train.lr": 1e-3}
     if verdict in ("diverges", "unstable step size"):
+        if stable_lr and sgd and math.isfinite(stable_lr) and stable_lr < train.lr:
+            edits.append({"train.lr": _round(stable_lr / 2)})
         edits += [lower, {"train.lr": _round(train.lr / 100)}]
         if init_fix:
             edits.append({**lower, **init_fix})
@@ -261,6 +274,7 @@ def advise(
     verdict: str,
     diagnose_spec: Callable[[Any], Mapping[str, Any]],
     *,
+    stable_lr: float | None = None,
     tries: int = 4,
 ) -> dict[str, Any] | None:
     """The first candidate fix of ``verdict`` whose own diagnosis predicts it trains.
@@ -271,7 +285,7 @@ def advise(
     nothing to change.
     """
     best: dict[str, Any] | None = None
-    for edit in candidate_fixes(verdict, spec)[:tries]:
+    for edit in candidate_fixes(verdict, spec, stable_lr)[:tries]:
         try:
             fixed = apply_edit(spec, edit)
         except Exception:  # noqa: BLE001 - an edit this spec cannot take is skipped

@@ -127,6 +127,7 @@ def diagnose(
     seed so the signal probe can average over initialisations.
     """
     options = options or DiagnoseOptions()
+    started = time.perf_counter()
     check_input(model, batch)
     out: dict[str, Any] = {
         "name": name,
@@ -153,6 +154,11 @@ def diagnose(
             seconds[probe_name] = time.perf_counter() - start
             advance(probe_name)
     setup = training_setup(options, len(batch.x))
+    if _needs_stability(out, setup):
+        try:
+            out["stability"] = stability(model, batch, setup, seed=options.seed)
+        except ProbeError as err:
+            skipped["stability"] = str(err)
     assessment = assess(out, setup)
     return {
         "verdict": assessment.verdict,
@@ -164,7 +170,35 @@ def diagnose(
         **out,
         "skipped": skipped,
         "seconds": seconds,
+        "seconds_total": time.perf_counter() - started,
     }
+
+
+def _needs_stability(out: dict[str, Any], setup: dict[str, Any]) -> bool:
+    """The edge of stability is worked out for an SGD-family setup whose trial went unstable."""
+    trial = out.get("trial") or {}
+    unstable = trial.get("diverged") or (trial.get("loss_growth") or 0.0) > 2.0
+    return bool(unstable) and setup["optimizer"] in ("sgd", "momentum") and "hessian" not in out
+
+
+def stability(
+    model: nn.Module, batch: ProbeBatch, setup: dict[str, Any], *, seed: int = 0
+) -> dict[str, Any]:
+    """λ_max of the loss Hessian at init (Lanczos to 1 %) and the largest stable SGD step
+    2(1 + β)/λ_max (Cohen et al. 2021), β the momentum (0 for plain SGD)."""
+    from depthlab.probes.hessian import HessianParams, HessianProbe
+
+    params = HessianParams(
+        batch_size=min(256, len(batch.x)),
+        estimators=("eigenvalues",),
+        top_k=1,
+        eig_tol=1e-2,
+        max_steps=30,
+    )
+    top = HessianProbe(params).run(model, batch, seed=seed)["top_eigenvalues"][0]
+    beta = float(setup.get("momentum", 0.0)) if setup["optimizer"] == "momentum" else 0.0
+    limit = 2 * (1 + beta) / top if top > 0 else math.inf
+    return {"lambda_max": top, "momentum": beta, "stable_lr": limit}
 
 
 def _signal_over_seeds(

@@ -24,7 +24,8 @@ of about 6 ξ_c. The NTK rule applies only to networks with at least N·K parame
 K outputs; a smaller net's kernel is singular by construction) and never fires on a condition
 number that is only a numerical lower bound below the threshold. The step-size rule is the edge
 of stability (Cohen et al. 2021): gradient descent with momentum β is stable on a quadratic only
-while lr · λ_max < 2(1 + β).
+while lr · λ_max < 2(1 + β); λ_max comes from the ``hessian`` probe, or is worked out (Lanczos
+to 1 %, ``stability`` in the diagnosis) when an SGD-family trial goes unstable.
 
 *The trial* (``depthlab.probes.trial``) trains a copy for a few percent of the budget with the
 user's own setup: a loss that turns NaN/inf is *diverges*; no progress toward the best constant
@@ -241,6 +242,8 @@ def rule_findings(
             )
     hessian = results.get("hessian") or {}
     top = hessian.get("top_eigenvalues") or []
+    if not top and (results.get("stability") or {}).get("lambda_max"):
+        top = [results["stability"]["lambda_max"]]
     optimizer = str(setup.get("optimizer", "adam"))
     if top and optimizer in SGD_FAMILY and "lr" in setup and top[0] > 0:
         beta = float(setup.get("momentum", 0.9)) if optimizer == "momentum" else 0.0

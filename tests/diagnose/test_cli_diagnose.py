@@ -139,3 +139,55 @@ def test_diagnose_report_renders_in_chromium(tmp_path):
     assert report.console_errors == ()
     assert report.broken_images == ()
     assert len(report.images) == 3
+
+
+def test_the_verdict_is_for_a_stated_training_setup(user_files):
+    """Without a train spec the default is assumed and said; --optimizer/--lr/--steps set it."""
+    model = ["--model", f"{user_files / 'net.py'}:make", "--data", str(user_files / "d.npz")]
+    out = depthlab("diagnose", *model, "--json", str(user_files / "a.json"))
+    assert out.returncode == 0, out.stderr
+    assumed = json.loads((user_files / "a.json").read_text())
+    assert assumed["setup"]["assumed"] and assumed["setup"]["optimizer"] == "adam"
+    assert 0.0 <= assumed["p_trains"] <= 1.0 and assumed["decided_by"] in ("trial", "theory")
+    assert assumed["trial"]["optimizer"] == "adam"
+    args = [
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "5",
+        "--steps",
+        "100",
+        "--json",
+        str(user_files / "b.json"),
+    ]
+    out = depthlab("diagnose", *model, *args)
+    assert out.returncode == 0, out.stderr
+    given = json.loads((user_files / "b.json").read_text())
+    assert not given["setup"]["assumed"] and given["setup"]["lr"] == 5.0
+    assert given["setup"]["budget_steps"] == 100 and given["trial"]["optimizer"] == "sgd"
+    # lr 5 with plain SGD on a tanh net: the trial sees it blow up or stall; not trainable
+    assert given["verdict"] != "trainable" and given["p_trains"] < 0.5
+
+
+def test_advise_writes_a_checked_run_file(tmp_path):
+    spec = tmp_path / "run.yaml"
+    spec.write_text(
+        "arch: {family: mlp, depth: 12, width: 32, act: relu, init: he}\n"
+        "data: {name: iris}\n"
+        "train: {optimizer: sgd, lr: 50.0, epochs: 20, batch_size: 16}\n"
+    )
+    fixed = tmp_path / "fixed.yaml"
+    out = depthlab(
+        "diagnose", "--spec", str(spec), "--advise", str(fixed), "--json", str(tmp_path / "r.json")
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["verdict"] in ("diverges", "unstable step size", "exploding gradients")
+    from depthlab.spec import RunSpec
+
+    advised = RunSpec.load(fixed)
+    assert advised.train.lr < 50.0 and advised.arch == RunSpec.load(spec).arch
+    assert result["fix"]["edit"] == {"train.lr": advised.train.lr}
+    assert "advice (checked" in out.stderr and str(fixed) in out.stderr
+    out = depthlab("diagnose", "--preset", "deep-mlp-mnist1d", "--advise", str(fixed))
+    assert out.returncode == 2 and "--advise needs --spec" in out.stderr
