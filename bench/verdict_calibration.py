@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -134,7 +135,7 @@ def diagnose_half(out: Path, half: str, workers: int) -> None:
         done = {json.loads(line)["run_id"] for line in path.read_text().splitlines() if line}
     records = [r for r in _labelled(out, half) if r.run_id not in done]
     print(f"{half}: {len(records)} runs to diagnose ({len(done)} done)", flush=True)
-    jobs = [(dict(r.spec), i % 3 == 0) for i, r in enumerate(records)]
+    jobs = [(dict(r.spec), i % 6 == 0) for i, r in enumerate(records)]
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(workers) as pool, path.open("a") as fh:
         for k, (record, res) in enumerate(
@@ -222,12 +223,237 @@ def _write_calibrated(models: dict[str, Any], n_rows: int) -> None:
     print(f"wrote {path}")
 
 
+# ---------------------------------------------------------------- report (the test half)
+
+PROXIES = ("grad_norm", "snip", "synflow", "naswot", "n_params")
+
+
+def _assessed(rows: list[dict[str, Any]], kind: str = "full") -> list[tuple[float, str]]:
+    """P(trains) and verdict of each row under the current calibrated models; ``theory``
+    drops the trial's evidence (the ablation)."""
+    from depthlab.diagnose.verdict import assess
+
+    out = []
+    for r in rows:
+        d = r["diagnosis"]
+        if kind == "theory":
+            d = {k: v for k, v in d.items() if k not in ("trial", "stability")}
+        a = assess(d, d["setup"])
+        out.append((a.p_trains, a.verdict))
+    return out
+
+
+def report(out: Path) -> dict[str, Any]:
+    from depthlab.diagnose.verdict import optimizer_family
+
+    rows = _outcomes(out, "test")
+    if not rows:
+        raise SystemExit("no diagnosed test-half run: run the diagnose phase with --half test")
+    full = _assessed(rows)
+    theory = _assessed(rows, "theory")
+    prog = [r["progress"] for r in rows]
+    summary: dict[str, Any] = {"n_runs": len(rows), "by_family": {}}
+    summary["all"] = cal.scores([p for p, _ in full], prog).to_dict()
+    summary["theory_only"] = cal.scores([p for p, _ in theory], prog).to_dict()
+    for family in ("sgd", "adaptive"):
+        idx = [
+            i
+            for i, r in enumerate(rows)
+            if optimizer_family(r["diagnosis"]["setup"]["optimizer"]) == family
+        ]
+        summary["by_family"][family] = cal.scores(
+            [full[i][0] for i in idx], [prog[i] for i in idx]
+        ).to_dict()
+    for dataset in cal.DATASETS:
+        idx = [i for i, r in enumerate(rows) if r["dataset"] == dataset]
+        if idx:
+            summary.setdefault("by_dataset", {})[dataset] = cal.scores(
+                [full[i][0] for i in idx], [prog[i] for i in idx]
+            ).to_dict()
+    fractions = sorted(
+        r["seconds"] / r["training_seconds"] for r in rows if r.get("training_seconds")
+    )
+    if fractions:
+        summary["time_fraction"] = {
+            "n": len(fractions),
+            "median": fractions[len(fractions) // 2],
+            "mean": sum(fractions) / len(fractions),
+            "p90": fractions[int(0.9 * (len(fractions) - 1))],
+        }
+    proxies = {}
+    for name in PROXIES:
+        pairs = [
+            (float(r["proxies"][name]), r["progress"])
+            for r in rows
+            if isinstance((r.get("proxies") or {}).get(name), int | float)
+            and math.isfinite(r["proxies"][name])
+        ]
+        if pairs:
+            proxies[name] = {
+                "n": len(pairs),
+                "spearman": cal.spearman([a for a, _ in pairs], [b for _, b in pairs]),
+            }
+    summary["zero_cost_proxies"] = proxies
+    summary["reliability"] = cal.reliability([p for p, _ in full], prog)
+    _reliability_plot(summary["reliability"], out / "reliability.png")
+    (out / "report-test.json").write_text(json.dumps(summary, indent=1))
+    _print_summary(summary)
+    return summary
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    def line(name: str, x: dict[str, float]) -> str:
+        return (
+            f"{name:22s} n={x['n']:4d} (+{x['n_ambiguous']} ambiguous)  agreement "
+            f"{x['agreement']:.3f}  precision {x['precision']:.3f}  recall {x['recall']:.3f}  "
+            f"Brier {x['brier']:.3f}  Spearman {x['spearman']:.3f}"
+        )
+
+    print(f"test half: {s['n_runs']} runs")
+    print(line("all", s["all"]))
+    for family, x in s["by_family"].items():
+        print(line(f"  optimizer {family}", x))
+    for dataset, x in s.get("by_dataset", {}).items():
+        print(line(f"  data {dataset}", x))
+    print(line("theory only (no trial)", s["theory_only"]))
+    if "time_fraction" in s:
+        t = s["time_fraction"]
+        print(
+            f"diagnosis time / training time over {t['n']} runs: median {t['median']:.3f}, "
+            f"mean {t['mean']:.3f}, 90th percentile {t['p90']:.3f}"
+        )
+    for name, x in s["zero_cost_proxies"].items():
+        print(f"zero-cost proxy {name:9s} Spearman with progress {x['spearman']:+.3f} (n={x['n']})")
+
+
+def _reliability_plot(rows: list[dict[str, float]], path: Path) -> None:
+    from depthlab.report.figures import pyplot
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(4.2, 4.0), layout="constrained")
+    ax.plot([0, 1], [0, 1], color="#999", lw=0.8, ls="--", label="perfect calibration")
+    xs = [r["predicted"] for r in rows]
+    ys = [r["observed"] for r in rows]
+    ax.plot(xs, ys, marker="o", color="#264653", label="depthlab P(trains)")
+    for r in rows:
+        ax.annotate(
+            f"{int(r['n'])}",
+            (r["predicted"], r["observed"]),
+            fontsize=7,
+            xytext=(3, -9),
+            textcoords="offset points",
+        )
+    ax.set_xlabel("predicted P(trains)")
+    ax.set_ylabel("observed fraction that trained")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("reliability, test half (runs per bin)", fontsize=9)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- fix (advice, test half)
+
+
+def _fix_one(job: dict[str, Any]) -> dict[str, Any]:
+    from depthlab.diagnose import DEFAULT_PROBES, DiagnoseOptions, diagnose
+    from depthlab.diagnose.advice import advise
+    from depthlab.diagnose.sources import dataset_batch
+    from depthlab.models import build_model
+    from depthlab.spec import RunSpec
+    from depthlab.train import run
+
+    torch.set_num_threads(1)
+    spec = RunSpec.from_dict(job["spec"])
+    batch, in_shape, out_dim = dataset_batch(spec.data)
+
+    def check(fixed: Any) -> dict[str, Any]:
+        net = build_model(fixed.arch, in_shape=in_shape, out_dim=out_dim, seed=fixed.train.seed)
+        options = DiagnoseOptions(
+            probes=DEFAULT_PROBES, seed=fixed.train.seed, seeds=1, train=fixed.train
+        )
+        return diagnose(net, batch, options, progress=False)
+
+    fix = advise(spec, job["verdict"], check, stable_lr=job.get("stable_lr"), tries=3)
+    if fix is None:
+        return {"edit": None}
+    result = run(fix["spec"], progress=False)
+    return {
+        "edit": fix["edit"],
+        "checked": fix["checked"],
+        "p_trains": fix["p_trains"],
+        "state": result.state.value,
+        "test_accuracy": result.metrics.get("test_accuracy", float("nan")),
+    }
+
+
+def fix(out: Path, workers: int, limit: int) -> None:
+    import multiprocessing
+
+    rows = _outcomes(out, "test")
+    assessed = _assessed(rows)
+    wont = [(r, v) for r, (p, v) in zip(rows, assessed, strict=True) if v != "trainable"]
+    wont = wont[:limit]
+    refs = json.loads((out / "references.json").read_text())
+    jobs = [
+        {
+            "spec": dict(r["record"].spec),
+            "verdict": v,
+            "stable_lr": (r["diagnosis"].get("stability") or {}).get("stable_lr"),
+        }
+        for r, v in wont
+    ]
+    print(f"advising {len(jobs)} test-half runs called won't-train", flush=True)
+    ctx = multiprocessing.get_context("spawn")
+    results = []
+    with ctx.Pool(workers) as pool:
+        for (r, v), res in zip(wont, pool.imap(_fix_one, jobs), strict=True):
+            from depthlab.data import load_data
+            from depthlab.spec import DataSpec
+
+            d = r["dataset"]
+            chance = cal.chance_accuracy(
+                load_data(DataSpec.from_dict(r["record"].spec["data"])).y_test
+            )
+            ref = cal.reference_accuracy(
+                {k: x["test_accuracy"] for k, x in refs.items() if k.startswith(f"reference-{d}-")}
+            )
+            after = (
+                cal.progress(res["test_accuracy"], chance, ref)
+                if res.get("state") == "COMPLETE"
+                else 0.0
+            )
+            results.append(
+                {
+                    "run_id": r["run_id"],
+                    "verdict": v,
+                    "before": r["progress"],
+                    "after": after,
+                    **res,
+                }
+            )
+            print(
+                f"  {v:22s} {res.get('edit')} progress {r['progress']:+.2f} -> {after:+.2f}",
+                flush=True,
+            )
+    (out / "fixes-test.json").write_text(json.dumps(results, indent=1))
+    trained = [x for x in results if x["after"] >= cal.TRAINS_AT]
+    failed_before = [x for x in results if x["before"] < cal.TRAINS_AT]
+    rescued = [x for x in failed_before if x["after"] >= cal.TRAINS_AT]
+    print(
+        f"advised fix trains {len(trained)}/{len(results)} of the nets called won't-train "
+        f"({len(rescued)}/{len(failed_before)} of those that really did not train)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("phase", choices=["label", "diagnose", "tune", "report", "fix"])
     parser.add_argument("--out", type=Path, default=Path("bench-out/verdict_calibration"))
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--half", choices=cal.HALVES, default="tuning")
+    parser.add_argument("--limit", type=int, default=60, help="fix: at most this many runs")
     args = parser.parse_args(argv)
     if args.phase == "label":
         label(args.out, args.workers)
@@ -235,6 +461,10 @@ def main(argv: list[str] | None = None) -> int:
         diagnose_half(args.out, args.half, args.workers)
     elif args.phase == "tune":
         tune(args.out)
+    elif args.phase == "report":
+        report(args.out)
+    elif args.phase == "fix":
+        fix(args.out, args.workers, args.limit)
     else:
         raise SystemExit(f"phase {args.phase} not available yet")
     return 0

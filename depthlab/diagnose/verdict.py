@@ -119,15 +119,12 @@ def assess(results: Mapping[str, Any], setup: Mapping[str, Any] | None = None) -
     setup = dict(setup or {})
     advice = Advice(results, setup)
     findings = rule_findings(results, setup, advice)
-    family = optimizer_family(str(setup.get("optimizer", "adam")))
     p, contributions = probability(results, setup)
     if p is None:
         # No calibrated model for these features: the rules alone decide.
         causes = [f for f in findings if f.verdict not in WARNINGS]
         verdict = causes[0].verdict if causes else "trainable"
-        return Assessment(
-            verdict, 0.0 if causes else 1.0, "theory", tuple(findings), {"family": family}
-        )
+        return Assessment(verdict, 0.0 if causes else 1.0, "theory", tuple(findings), {})
     causes = [f for f in findings if f.verdict not in WARNINGS]
     if p >= 0.5:
         verdict = "trainable"
