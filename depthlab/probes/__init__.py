@@ -1,10 +1,11 @@
 """Probes: principled measurements of any ``nn.Module``, each registered by name."""
 
-from depthlab.probes import gradients, jacobian, meanfield, proxies, signal  # noqa: F401  (registers)
+from depthlab.probes import gradients, jacobian, meanfield, signal  # noqa: F401  (registers)
 from depthlab.probes.base import Probe, ProbeBatch, preserved, register_probe
 from depthlab.probes.collapse import Collapse
 from depthlab.probes.hessian import HessianProbe
 from depthlab.probes.ntk import NTKProbe
+from depthlab.probes.proxies import ProxiesProbe, zero_cost_proxies
 from depthlab.probes.weights import Weights
 
 __all__ = [
@@ -13,7 +14,9 @@ __all__ = [
     "NTKProbe",
     "Probe",
     "ProbeBatch",
+    "ProxiesProbe",
     "Weights",
     "preserved",
     "register_probe",
+    "zero_cost_proxies",
 ]
