@@ -240,7 +240,7 @@ class TrainableDepth(Claim):
         ratios = {s: l_max[s] / (XI_FACTOR * xi_c[s]) for s in off}
         inside = sum(lo <= r <= hi for r in ratios.values())
         need = len(off) - 1
-        detail = ", ".join(f"{s:g}: {r:.2f}" for s, r in ratios.items())
+        detail = ", ".join(f"{s:g}: {r:.3g}" for s, r in ratios.items())
         checks = [
             Check(
                 f"σ_w² with L_max/(6 ξ_c) in [{lo:g}, {hi:g}] ({detail})",
