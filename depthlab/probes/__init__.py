@@ -12,6 +12,7 @@ from depthlab.probes.base import Probe, ProbeBatch, preserved, register_probe
 from depthlab.probes.collapse import Collapse
 from depthlab.probes.hessian import HessianProbe
 from depthlab.probes.ntk import NTKProbe
+from depthlab.probes.proxies import ProxiesProbe, zero_cost_proxies
 from depthlab.probes.weights import Weights
 
 __all__ = [
@@ -20,7 +21,9 @@ __all__ = [
     "NTKProbe",
     "Probe",
     "ProbeBatch",
+    "ProxiesProbe",
     "Weights",
     "preserved",
     "register_probe",
+    "zero_cost_proxies",
 ]
