@@ -2,7 +2,7 @@
 
 Phases (each resumable; results under ``--out``, default ``bench-out/verdict_calibration``):
 
-  label     train every run of the grid (``depthlab.diagnose.calibration.GRID``, ~410 runs of
+  label     train every run of the grid (``depthlab.diagnose.calibration.GRID``, 290 runs of
             ~300 steps) and the shallow reference nets, with the sweep machinery
   diagnose  diagnose each run's network at initialisation for its own training setup (the
             default probes of a train-spec diagnosis, trial included), and the zero-cost proxies
