@@ -2,9 +2,10 @@
 
 The grid is a set of sweeps (:data:`GRID`) over datasets, families, depths up to 96, widths,
 activations, initialisations, norms, residual scalings, optimizers and learning rates: 290
-configurations drawn at random from a space of about 60,000, each trained for about 300 steps. Every run is assigned to the *tuning* or the *test* half by a hash
-of its run id (:func:`half_of`): fixed before any threshold is set, independent of results, and
-the same on every machine. Tuning code obtains runs only through :func:`runs_of_half`, which
+configurations drawn at random from a space of about 159,000, each trained for about 300 steps.
+Every run is assigned to the *tuning* or the *test* half by a hash of its run id
+(:func:`half_of`): fixed before any threshold is set, independent of results, and the same on
+every machine. Tuning code obtains runs only through :func:`runs_of_half`, which
 refuses to hand out the other half.
 
 A run *trains* when its test accuracy gets at least halfway from chance (the majority class of

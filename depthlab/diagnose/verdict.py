@@ -28,7 +28,8 @@ while lr · λ_max < 2(1 + β); λ_max comes from the ``hessian`` probe, or is w
 to 1 %, ``stability`` in the diagnosis) when an SGD-family trial goes unstable.
 
 *The trial* (``depthlab.probes.trial``) trains a copy for a few percent of the budget with the
-user's own setup: a loss that turns NaN/inf is *diverges*; no progress toward the best constant
+user's own setup — the run's own first steps: same initial weights, batches and schedule. A loss
+that turns NaN/inf is *diverges* and sets P(trains) to 0; no progress toward the best constant
 predictor is *no progress*.
 
 ``p_trains`` — the probability that the network gets at least halfway from chance to a shallow
@@ -126,6 +127,12 @@ def assess(results: Mapping[str, Any], setup: Mapping[str, Any] | None = None) -
         verdict = causes[0].verdict if causes else "trainable"
         return Assessment(verdict, 0.0 if causes else 1.0, "theory", tuple(findings), {})
     causes = [f for f in findings if f.verdict not in WARNINGS]
+    trial = results.get("trial") or {}
+    if trial.get("diverged"):
+        # The trial is the run's own first steps (same init, same batches, same schedule):
+        # its divergence is the run's, whatever the other evidence says.
+        p = 0.0
+        contributions = {**contributions, "trial": -math.inf}
     if p >= 0.5:
         verdict = "trainable"
     elif causes:
