@@ -96,7 +96,7 @@ def _diagnose_one(job: tuple[dict[str, Any], bool]) -> dict[str, Any]:
     torch.set_num_threads(1)
     spec_dict, time_training = job
     spec = RunSpec.from_dict(spec_dict)
-    batch, in_shape, out_dim = dataset_batch(spec.data)
+    batch, in_shape, out_dim = dataset_batch(spec.data, spec.train.loss)
     model = build_model(spec.arch, in_shape=in_shape, out_dim=out_dim, seed=spec.train.seed)
     options = DiagnoseOptions(
         probes=DEFAULT_PROBES, seed=spec.train.seed, seeds=1, train=spec.train
@@ -178,7 +178,9 @@ def tune(out: Path) -> None:
             names = sorted(
                 {k for f in feats for k in f if kind == "full" or k not in TRIAL_FEATURES}
             )
-            x = np.array([[f.get(k, 0.0) for k in names] for f in feats])
+            # a missing feature is filled with its tuning mean, as probability() does
+            means = {k: float(np.mean([f[k] for f in feats if k in f])) for k in names}
+            x = np.array([[f.get(k, means[k]) for k in names] for f in feats])
             y = np.array([bool(r["label"]) for r in fam])
             mean, scale = x.mean(0), x.std(0)
             scale[scale == 0] = 1.0
@@ -366,7 +368,7 @@ def _fix_one(job: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     spec = RunSpec.from_dict(job["spec"])
-    batch, in_shape, out_dim = dataset_batch(spec.data)
+    batch, in_shape, out_dim = dataset_batch(spec.data, spec.train.loss)
 
     def check(fixed: Any) -> dict[str, Any]:
         net = build_model(fixed.arch, in_shape=in_shape, out_dim=out_dim, seed=fixed.train.seed)
@@ -465,8 +467,6 @@ def main(argv: list[str] | None = None) -> int:
         report(args.out)
     elif args.phase == "fix":
         fix(args.out, args.workers, args.limit)
-    else:
-        raise SystemExit(f"phase {args.phase} not available yet")
     return 0
 
 

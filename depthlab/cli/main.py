@@ -179,8 +179,10 @@ def demo(
     ref_acc = reference.metrics.get("test_accuracy", math.nan)
     for d in diagnoses:
         acc = d["training"].get("test_accuracy", math.nan)
-        prog = progress(acc, chance, ref_acc) if d["training"]["state"] == "COMPLETE" else 0.0
-        d["training"].update(progress=prog, trained=label(prog), reference_accuracy=ref_acc)
+        done = d["training"]["state"] == "COMPLETE" and ref_acc > chance
+        prog = progress(acc, chance, ref_acc) if done else None
+        trained = label(prog) if done else (False if d["training"]["state"] != "COMPLETE" else None)
+        d["training"].update(progress=prog, trained=trained, reference_accuracy=ref_acc)
     write_json(out / "diagnosis.json", {"networks": diagnoses})
     page = write_report(diagnoses, out, title=f"depthlab demo: depth-{depth} MLPs on MNIST-1D")
     print_diagnoses(diagnoses)
@@ -224,7 +226,10 @@ def diagnose(
     ] = None,
     lr: Annotated[float | None, typer.Option(help="Its learning rate.")] = None,
     steps: Annotated[
-        int | None, typer.Option(min=1, help="Its budget in optimizer steps (batch size 64).")
+        int | None,
+        typer.Option(
+            min=1, help="Its budget in optimizer steps (rounded to whole epochs; batch 64)."
+        ),
     ] = None,
     advise: Annotated[
         Path | None,
@@ -250,6 +255,7 @@ def diagnose(
         npz_batch,
         spec_subjects,
     )
+    from depthlab.exceptions import DepthlabError
     from depthlab.presets import preset as load_preset
     from depthlab.spec import DataSpec, RunSpec
 
@@ -287,7 +293,9 @@ def diagnose(
             )
         else:
             data_spec = specs[0].data if data is None else DataSpec(name=data, seed=seed)
-            batch, in_shape, out_dim = dataset_batch(data_spec, loss)
+            # the run file's own loss unless --loss says otherwise
+            run_loss = specs[0].train.loss if loss == "auto" else loss
+            batch, in_shape, out_dim = dataset_batch(data_spec, run_loss)
         subjects = spec_subjects(specs, in_shape, out_dim)
     results = []
     for s in subjects:
@@ -295,7 +303,11 @@ def diagnose(
         opts = dataclasses.replace(options, train=setup)
         results.append(run_diagnosis(s.model, batch, opts, name=s.name, rebuild=s.rebuild))
     if advise is not None:
-        _write_advice(subjects[0], results[0], batch, opts, advise)
+        try:
+            _write_advice(subjects[0], results[0], batch, opts, advise)
+        except DepthlabError as err:  # the diagnosis itself is still written below
+            results[0]["fix"] = {"error": str(err)}
+            print(f"depthlab: no advice written: {err}", file=sys.stderr)
     payload = results[0] if len(results) == 1 else {"networks": results}
     if json_path is not None:
         write_json(json_path, payload)
@@ -332,8 +344,11 @@ def _train_setup(
 
 def _write_advice(subject: Any, diagnosis: dict, batch: Any, options: Any, path: Path) -> None:
     """Diagnose the candidate fixes of a "won't train" verdict; write the first that trains."""
+    import torch
+
     from depthlab.diagnose import diagnose as run_diagnosis
     from depthlab.diagnose.advice import advise as find_fix
+    from depthlab.exceptions import DepthlabError
     from depthlab.models import build_model
 
     spec = subject.spec
@@ -344,8 +359,11 @@ def _write_advice(subject: Any, diagnosis: dict, batch: Any, options: Any, path:
             file=sys.stderr,
         )
         return
+    from depthlab.probes.base import preserved
+
     in_shape = tuple(batch.x.shape[1:])
-    out_dim = int(subject.model(batch.x[:2]).shape[-1])
+    with torch.no_grad(), preserved(subject.model):
+        out_dim = int(subject.model.eval()(batch.x[:2]).shape[-1])
 
     def check(fixed: Any) -> dict:
         net = build_model(fixed.arch, in_shape=in_shape, out_dim=out_dim, seed=fixed.train.seed)
@@ -355,7 +373,7 @@ def _write_advice(subject: Any, diagnosis: dict, batch: Any, options: Any, path:
     stable_lr = (diagnosis.get("stability") or {}).get("stable_lr")
     fix = find_fix(spec, diagnosis["verdict"], check, stable_lr=stable_lr)
     if fix is None:
-        fail(f"no fix to advise for {diagnosis['verdict']!r}")
+        raise DepthlabError(f"no fix applies to {diagnosis['verdict']!r} for this run file")
     path.write_text(fix["spec"].to_yaml())
     edit = ", ".join(f"{k}: {v}" for k, v in fix["edit"].items())
     how = "checked" if fix["checked"] else "best found, not predicted to train"

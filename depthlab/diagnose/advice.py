@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from depthlab import _registry as reg
+from depthlab.exceptions import DepthlabError
 
 #: Activations whose critical σ_w² (mean field) the advice states.
 CRITICAL_ADVICE = ("relu", "tanh", "selu", "sigmoid", "elu", "softplus")
@@ -288,9 +289,9 @@ def advise(
     for edit in candidate_fixes(verdict, spec, stable_lr)[:tries]:
         try:
             fixed = apply_edit(spec, edit)
-        except Exception:  # noqa: BLE001 - an edit this spec cannot take is skipped
-            continue
-        result = diagnose_spec(fixed)
+            result = diagnose_spec(fixed)
+        except DepthlabError:
+            continue  # an edit this network cannot take (no critical point for its activation)
         p = float(result.get("p_trains", 0.0))
         entry = {
             "edit": edit,

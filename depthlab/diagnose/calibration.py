@@ -265,10 +265,11 @@ def chance_accuracy(y_test: Any) -> float:
 
 
 def reference_accuracy(outcomes: Mapping[str, float]) -> float:
-    """The best reference net's test accuracy of a dataset."""
-    if not outcomes:
-        raise DepthlabError("no reference run finished")
-    return max(outcomes.values())
+    """The best reference net's test accuracy of a dataset (finite ones only)."""
+    finite = [v for v in outcomes.values() if isinstance(v, int | float) and math.isfinite(v)]
+    if not finite:
+        raise DepthlabError("no reference run finished with a finite test accuracy")
+    return max(finite)
 
 
 # ---------------------------------------------------------------- a calibration directory
@@ -283,8 +284,18 @@ def finished_runs(out: Path, half: str) -> list[Any]:
 
     with SQLiteStore(Path(out) / "runs.db") as store:
         records = store.runs()
-    done = [r for r in records if r.state in (RunState.COMPLETE, RunState.DIVERGED)]
+    grid = grid_run_ids()
+    done = [
+        r for r in records if r.run_id in grid and r.state in (RunState.COMPLETE, RunState.DIVERGED)
+    ]
     return runs_of_half(done, half)
+
+
+def grid_run_ids() -> set[str]:
+    """The run ids of :data:`GRID` (a store may hold other runs; only these are scored)."""
+    from depthlab.sweep import SweepSpec, planned_records
+
+    return {r.run_id for s in GRID for r in planned_records(SweepSpec.from_dict(s))}
 
 
 def load_half(out: Path, half: str) -> list[dict[str, Any]]:

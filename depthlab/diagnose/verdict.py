@@ -211,20 +211,24 @@ def rule_findings(
                 )
             )
     corr = results.get("correlation")
-    if corr and corr.get("depth_ratio", 0) > DEPTH_OVER_XI:
-        rising = (corr.get("output_mean_correlation") or 0.0) > corr.get("input_mean", 0.0)
+    ratio, xi, source = depth_ratio(results)
+    if corr and ratio is not None and ratio > DEPTH_OVER_XI:
+        last = corr.get("last_mean_correlation")
+        if last is None:
+            last = corr["layers"][-1]["mean_correlation"]
+        rising = last > corr.get("input_mean", 0.0)
         name = "correlation collapse" if rising else "chaotic"
         what = (
             "inputs become indistinguishable (correlations → 1)"
             if rising
             else "inputs decorrelate (every pair ends at the same correlation)"
         )
-        bound = "≤ " if corr.get("xi_c_is_bound") else ""
+        bound = "≤ " if source == "measured" and corr.get("xi_c_is_bound") else ""
         findings.append(
             Finding(
                 name,
-                f"depth {corr['depth']} is {corr['depth_ratio']:.3g} × the measured correlation "
-                f"length ξ_c = {bound}{corr['xi_c']:.3g} layers (trainable to ≈ 6 ξ_c): {what}",
+                f"depth {corr['depth']} is {ratio:.3g} × the {source} correlation "
+                f"length ξ_c = {bound}{xi:.3g} layers (trainable to ≈ 6 ξ_c): {what}",
                 advice.correlation(rising),
             )
         )
@@ -272,14 +276,14 @@ def rule_findings(
                     advice.diverges,
                 )
             )
-        elif trial.get("improvement", 0.0) < calibrated.NO_PROGRESS:
+        elif _trial_progress(trial) < calibrated.NO_PROGRESS:
             findings.append(
                 Finding(
                     "no progress",
-                    f"after {trial['steps']} trial steps "
-                    f"({100 * trial['fraction_of_budget']:.0f} % "
-                    f"of the budget) the loss moved {trial['improvement']:+.3f} of the constant "
-                    f"predictor's loss {trial['baseline_loss']:.3g}",
+                    f"after {trial.get('steps', '?')} trial steps "
+                    f"({100 * trial.get('fraction_of_budget', 0.0):.0f} % "
+                    f"of the budget) the loss is {trial['loss_after_ratio']:.3g} × the constant "
+                    f"predictor's {trial['baseline_loss']:.3g}",
                     advice.slow,
                 )
             )
@@ -297,6 +301,31 @@ def rule_findings(
     return findings
 
 
+def depth_ratio(results: Mapping[str, Any]) -> tuple[float | None, float | None, str]:
+    """Depth over ξ_c, ξ_c, and where ξ_c came from: mean-field theory when the ``meanfield``
+    probe applies (exact for the approach to a critical point, which is not exponential), else
+    the ``correlation`` probe's measurement (re-fitted from its stored slopes)."""
+    from depthlab.probes.correlation import fit_xi
+
+    corr = results.get("correlation")
+    if not corr:
+        return None, None, "measured"
+    mf = results.get("meanfield") or {}
+    if isinstance(mf.get("xi_c"), int | float) and mf["xi_c"] > 0:
+        xi = float(mf["xi_c"])
+        return (corr["depth"] / xi if math.isfinite(xi) else 0.0), xi, "mean-field"
+    fit = fit_xi(corr["layers"])
+    return fit["depth_ratio"], fit["xi_c"], "measured"
+
+
+def _trial_progress(trial: Mapping[str, Any]) -> float:
+    """How far below the constant predictor (or its start, if lower) the trial's loss got."""
+    if "progress" in trial:
+        return float(trial["progress"])
+    base = trial["baseline_loss"] or 1.0
+    return (min(trial["loss_before"], base) - trial["loss_after"]) / base
+
+
 def features(results: Mapping[str, Any], setup: Mapping[str, Any]) -> dict[str, float]:
     """The numbers P(trains) is computed from (missing probes give no entry)."""
     out: dict[str, float] = {}
@@ -309,9 +338,9 @@ def features(results: Mapping[str, Any], setup: Mapping[str, Any]) -> dict[str, 
     grads = results.get("gradients")
     if grads:
         out["gradient_scale"] = min(abs(_log10(grads["delta_first_to_last"])), 12.0)
-    corr = results.get("correlation")
-    if corr:
-        out["depth_over_xi"] = min(float(corr.get("depth_ratio", 0.0)), 60.0) / 10.0
+    ratio, _, _ = depth_ratio(results)
+    if ratio is not None:
+        out["depth_over_xi"] = min(float(ratio), 60.0) / 10.0
     trial = results.get("trial")
     if trial:
         diverged = bool(trial.get("diverged"))

@@ -13,8 +13,12 @@ still carries.
 ``xi_c`` is fitted as −1 / (slope of log b_l against l) over the layers where b_l stands clear of
 its own standard error (b_l > ``resolve`` · SE and b_l > ``floor``); ``depth_ratio`` = L / ξ_c
 with L the number of weight layers. Schoenholz et al. find networks trainable up to L ≈ 6 ξ_c.
-When no layer beyond the first is resolved, ξ_c is bounded from the first resolved one and
-``xi_c_is_bound`` says so. Measured in train mode (the forward pass training sees).
+When the geometry is gone within one layer, ξ_c is bounded and ``xi_c_is_bound`` says so; when
+the slopes are lost in their own noise (inputs too alike to tell apart) ξ_c is ``None``. The
+fit reads the approach to c* as exponential: true off criticality; at a critical point (ReLU at
+He init, χ₁ = 1) the approach is polynomial, ξ_c is infinite, and the verdict takes ξ_c from
+mean-field theory whenever the ``meanfield`` probe applies. Measured in train mode (the forward
+pass training sees).
 """
 
 from __future__ import annotations
@@ -117,39 +121,54 @@ class CorrelationProbe(Probe):
 
 
 def fit_xi(rows: list[dict[str, Any]], resolve: float = 3.0, floor: float = 0.05) -> dict[str, Any]:
-    """ξ_c and L / ξ_c from per-layer slopes ``rows`` (see the module doc)."""
+    """ξ_c and L / ξ_c from per-layer slopes ``rows`` (see the module doc).
+
+    Layers count while their slope is resolved (above ``floor`` and ``resolve`` standard errors);
+    the first that is not ends the fit. With two or more resolved layers ξ_c is fitted. With one,
+    ξ_c is bounded above only if the next layer's slope is resolved *below* the floor (the
+    geometry is gone within a layer); a slope lost in its own noise bounds nothing, and ξ_c is
+    then ``None`` (not measurable on these inputs).
+    """
     depth = len(rows)
     base = rows[0]["index"]
     points = []
+    stop: dict[str, Any] | None = None
     for row in rows:
         b, se = row["slope"], row["slope_se"]
         if math.isfinite(b) and b > floor and b > resolve * se:
             points.append((row["index"] - base, math.log(min(b, 1.0))))
-        elif points:
-            break  # the first unresolved layer ends the usable range
+        else:
+            stop = row
+            break
     bound = False
+    xi: float | None
     if len(points) >= 2 and points[-1][0] > 0:
         # least squares through the first point's level: log b_l = log b_0 − (l − l_0) / ξ
         l0, y0 = points[0]
         num = sum((k - l0) * (y - y0) for k, y in points)
         den = sum((k - l0) ** 2 for k, _ in points)
         rate = -num / den if den > 0 else 0.0
-    elif points:
-        # one resolved layer: the slope falls below the floor within one more layer
+        xi = math.inf if rate <= 0 else 1.0 / rate
+    elif points and stop is not None and _resolved_small(stop, resolve, floor):
         rate = max(points[0][1] - math.log(floor), 0.0) + 1e-12
-        bound = True
+        xi, bound = 1.0 / rate, True
     else:
-        rate = math.inf
-        bound = True
-    xi = math.inf if rate <= 0 else 1.0 / rate
+        xi = None  # nothing resolved beyond the input: noise, not decay
     final = rows[-1]
     resolved_last = bool(points) and points[-1][0] == final["index"] - base
+    ratio = None if xi is None else (depth / xi if xi > 0 else math.inf)
     return {
         "xi_c": xi,
         "xi_c_is_bound": bound,
         "depth": depth,
-        "depth_ratio": depth / xi if xi > 0 else math.inf,
+        "depth_ratio": ratio,
         "final_slope": final["slope"],
+        "last_mean_correlation": final["mean_correlation"] if "mean_correlation" in final else None,
         "resolved_layers": len(points),
         "geometry_kept": resolved_last,
     }
+
+
+def _resolved_small(row: dict[str, Any], resolve: float, floor: float) -> bool:
+    b, se = row["slope"], row["slope_se"]
+    return math.isfinite(b) and math.isfinite(se) and b + resolve * se < floor

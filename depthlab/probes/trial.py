@@ -17,6 +17,9 @@ The summary numbers the verdict reads, all on the evaluation subset:
   frequencies (cross-entropy), or the variance of the targets (MSE); a network that has learnt
   nothing sits at or above it;
 - ``improvement`` = (loss_before − loss_after) / baseline_loss;
+- ``progress`` = (min(loss_before, baseline_loss) − loss_after) / baseline_loss: how far below
+  the constant predictor (or the start, if lower) the trial got — learning the class prior or
+  shrinking a huge initial loss is not progress;
 - ``loss_after_ratio`` = loss_after / baseline_loss;
 - ``loss_growth`` = max step loss / first step loss (> 1 for an unstable step size).
 
@@ -66,13 +69,13 @@ def baseline_loss(batch: ProbeBatch, out_dim: int) -> float:
     """The mean loss of the best constant prediction on ``batch`` (see the module doc)."""
     y = batch.y
     if batch.task == "classification":
-        if batch.loss_fn.__name__ == "mse_onehot":
+        if getattr(batch.loss_fn, "__name__", "") == "mse_onehot":
             freq = torch.bincount(y, minlength=out_dim).double() / len(y)
             return float((freq * (1 - freq)).sum() / out_dim)
         freq = torch.bincount(y).double() / len(y)
         freq = freq[freq > 0]
         return float(-(freq * freq.log()).sum())
-    return float(y.double().var(unbiased=False).mean())
+    return float(y.reshape(len(y), -1).double().var(0, unbiased=False).mean())
 
 
 @register_probe("trial")
@@ -92,7 +95,9 @@ class TrialProbe(Probe):
         size = n if train.batch_size == 0 else min(train.batch_size, n)
         per_epoch = math.ceil(n / size)
         budget = budget_steps(train, n)
-        steps = p.steps or min(p.max_steps, max(p.min_steps, round(p.fraction * budget)))
+        # at least min_steps, but never more than a quarter of a short budget
+        floor = min(p.min_steps, math.ceil(0.25 * budget))
+        steps = p.steps or min(p.max_steps, max(floor, round(p.fraction * budget)))
         steps = min(steps, budget)
         net = copy.deepcopy(model)
         net.train()
@@ -161,6 +166,10 @@ class TrialProbe(Probe):
             "accuracy_after": after.get("accuracy"),
             "baseline_loss": base,
             "improvement": (loss_before - loss_after) / scale if diverged is None else -math.inf,
+            # progress past the best constant predictor, from wherever the net started
+            "progress": (min(loss_before, base) - loss_after) / scale
+            if diverged is None
+            else -math.inf,
             "loss_after_ratio": loss_after / scale if diverged is None else math.inf,
             "loss_growth": (max(losses) / losses[0]) if losses and losses[0] > 0 else math.nan,
             "eval_samples": len(ex),

@@ -65,7 +65,7 @@ def _diagnose(spec: Any, probes: Sequence[str]) -> dict[str, Any]:
     from depthlab.diagnose.sources import dataset_batch
     from depthlab.models import build_model
 
-    batch, in_shape, out_dim = dataset_batch(spec.data)
+    batch, in_shape, out_dim = dataset_batch(spec.data, spec.train.loss)
     model = build_model(spec.arch, in_shape=in_shape, out_dim=out_dim, seed=spec.train.seed)
     result: dict[str, Any] = diagnose(
         model,

@@ -6,6 +6,7 @@ import pytest
 
 from depthlab.diagnose.advice import Advice, advise, apply_edit, candidate_fixes
 from depthlab.diagnose.verdict import ORDER, WARNINGS
+from depthlab.models import build_model
 from depthlab.spec import RunSpec
 
 VERDICTS = [v for v in ORDER if v not in WARNINGS] + ["won't train in budget"]
@@ -43,6 +44,7 @@ def test_every_fix_round_trips_into_a_valid_run_file(verdict, arch, tmp_path):
         path = tmp_path / "fixed.yaml"
         path.write_text(fixed.to_yaml())
         assert RunSpec.load(path) == fixed
+        build_model(fixed.arch, in_shape=(20,), out_dim=3)  # the edited network can be built
         for key, value in edit.items():
             section, field = key.split(".")
             assert getattr(getattr(fixed, section), field) == value
@@ -98,3 +100,15 @@ def test_advise_returns_the_first_fix_predicted_to_train():
     assert seen[0].arch.init == "he"  # the first candidate was tried and rejected
     none_train = advise(spec, "vanishing signal", lambda s: {"p_trains": 0.1})
     assert not none_train["checked"] and none_train["p_trains"] == 0.1
+
+
+def test_an_edit_whose_network_cannot_be_built_is_skipped():
+    from depthlab.exceptions import SpecError
+
+    def fake(fixed):
+        if fixed.arch.init == "he":
+            raise SpecError("arch.init", "cannot be built here")
+        return {"p_trains": 0.8}
+
+    fix = advise(_spec(), "vanishing signal", fake)
+    assert fix["checked"] and fix["spec"].arch.init != "he"

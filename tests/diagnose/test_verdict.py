@@ -145,3 +145,45 @@ def test_critical_advice_names_registered_activations_and_is_lazy(monkeypatch):
     grads = {"delta_first_to_last": 1e-6, "max_ratio": 1.0}
     judge({"meanfield": {**meanfield, "phase": "ordered"}, "signal": vanishing, "gradients": grads})
     assert calls == [("tanh", 0.0)]  # two findings share one computation
+
+
+def test_the_calibrated_model_decides_and_says_whose_evidence(monkeypatch):
+    from depthlab.diagnose import calibrated, verdict
+
+    model = {
+        "intercept": 0.0,
+        "coefficients": {
+            "trial_below_baseline": (0.0, 0.1, 4.0),
+            "signal_scale": (0.0, 1.0, -0.1),
+        },
+    }
+    monkeypatch.setattr(calibrated, "MODELS", {"adaptive/full": model})
+    signal = {"second_moment_ratio": 1e-6, "layers": []}  # a vanishing-signal rule fires
+    trial = {
+        "diverged": False,
+        "improvement": 0.5,
+        "loss_after_ratio": 0.6,
+        "loss_before": 1.0,
+        "loss_after": 0.6,
+        "baseline_loss": 1.0,
+        "accuracy_before": 0.1,
+        "accuracy_after": 0.5,
+    }
+    a = verdict.assess({"signal": signal, "trial": trial}, {"optimizer": "adam", "lr": 1e-3})
+    # logit = 4 · 0.4 / 0.1 − 0.1 · 6 = 15.4: the trial outweighs the rule
+    assert a.p_trains == pytest.approx(1 / (1 + math.exp(-15.4)))
+    assert a.verdict == "trainable" and a.decided_by == "trial"
+    assert "vanishing signal" in {f.verdict for f in a.findings}  # kept as a warning
+    stuck = {**trial, "loss_after_ratio": 1.0, "loss_after": 1.0}
+    b = verdict.assess({"signal": signal, "trial": stuck}, {"optimizer": "adam", "lr": 1e-3})
+    assert b.p_trains < 0.5 and b.verdict == "vanishing signal"
+    diverged = {
+        **trial,
+        "diverged": True,
+        "diverged_step": 3,
+        "planned_steps": 10,
+        "optimizer": "adam",
+        "lr": 1e-3,
+    }
+    c = verdict.assess({"trial": diverged}, {"optimizer": "adam", "lr": 1e-3})
+    assert c.p_trains == 0.0 and c.verdict == "diverges" and c.decided_by == "trial"

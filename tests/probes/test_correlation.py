@@ -71,10 +71,10 @@ def test_a_net_that_keeps_the_geometry_has_an_unbounded_xi():
     assert fit["xi_c"] == math.inf and fit["depth_ratio"] == 0.0 and fit["geometry_kept"]
 
 
-def test_nothing_resolved_is_a_bound():
+def test_nothing_resolved_measures_nothing():
     rows = [{"index": k, "slope": 0.01, "slope_se": 0.05} for k in range(10)]
     fit = fit_xi(rows)
-    assert fit["xi_c_is_bound"] and fit["depth_ratio"] == math.inf
+    assert fit["xi_c"] is None and fit["depth_ratio"] is None and not fit["xi_c_is_bound"]
 
 
 def test_token_inputs_are_refused_with_a_reason():
@@ -88,3 +88,31 @@ def test_token_inputs_are_refused_with_a_reason():
     )
     with pytest.raises(ProbeError, match="integer tokens"):
         CorrelationProbe().run(model, batch)
+
+
+def test_one_resolved_layer_then_noise_bounds_nothing():
+    rows = [{"index": 0, "slope": 1.0, "slope_se": 0.01}] + [
+        {"index": k, "slope": 0.7, "slope_se": 0.45} for k in range(1, 6)
+    ]
+    fit = fit_xi(rows)
+    assert fit["xi_c"] is None and fit["depth_ratio"] is None
+    gone = [{"index": 0, "slope": 1.0, "slope_se": 0.01}] + [
+        {"index": k, "slope": 0.001, "slope_se": 0.001} for k in range(1, 6)
+    ]
+    fit = fit_xi(gone)
+    assert fit["xi_c_is_bound"] and fit["xi_c"] < 0.5 and fit["depth_ratio"] > 6
+
+
+def test_relu_at_he_is_not_called_a_correlation_collapse():
+    """ReLU at He init is critical (ξ_c = ∞ by mean field) though its correlations approach 1
+    polynomially, which an exponential fit would read as a short ξ_c."""
+    from depthlab.diagnose import DiagnoseOptions, diagnose
+
+    model = build_model(
+        ArchSpec(depth=24, width=256, act="relu", init="he"), in_shape=(64,), out_dim=2
+    )
+    options = DiagnoseOptions(probes=("signal", "correlation", "meanfield"), seeds=1)
+    result = diagnose(model, _pairs(), options, progress=False)
+    assert result["correlation"]["depth_ratio"] is None or result["correlation"]["depth_ratio"] > 6
+    assert result["meanfield"]["xi_c"] > 1000  # mean field: critical (∞ up to its root finding)
+    assert not {"correlation collapse", "chaotic"} & {f["verdict"] for f in result["findings"]}

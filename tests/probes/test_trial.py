@@ -83,3 +83,38 @@ def test_baseline_is_the_constant_predictors_loss():
     assert float(loss.detach()) == pytest.approx(baseline_loss(batch, 3), rel=1e-4)
     reg = ProbeBatch.from_tensors(batch.x, batch.x[:, 0] * 3.0)
     assert baseline_loss(reg, 1) == pytest.approx(float((batch.x[:, 0] * 3.0).var(unbiased=False)))
+
+
+def test_multi_output_regression_baseline_is_per_column():
+    gen = torch.Generator().manual_seed(0)
+    y = torch.randn(400, 2, generator=gen) + torch.tensor([0.0, 10.0])
+    batch = ProbeBatch.from_tensors(torch.randn(400, 3, generator=gen), y)
+    assert baseline_loss(batch, 2) == pytest.approx(float(y.var(0, unbiased=False).mean()))
+
+
+def test_learning_the_class_prior_is_not_progress():
+    """A dead net on 90/10 labels: its loss falls (the readout bias learns the prior) but never
+    below the constant predictor's, so the verdict's rule sees no progress."""
+    from depthlab.diagnose.verdict import _trial_progress
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 10, generator=gen)
+    y = (torch.rand(400, generator=gen) < 0.1).long()
+    model = build_model(ArchSpec(depth=3, width=32), in_shape=(10,), out_dim=2, seed=0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear) and m.out_features == 32:
+                m.bias.fill_(-50.0)
+        model[-1].bias.copy_(torch.tensor([-3.0, 3.0]))  # starts far from the prior
+    train = TrainSpec(optimizer="adam", lr=1e-2, epochs=10, batch_size=64)
+    result = TrialProbe(TrialParams(train=train, steps=40)).run(
+        model, ProbeBatch.from_tensors(x, y)
+    )
+    assert result["improvement"] > 0.3  # the loss did fall a lot ...
+    assert result["progress"] <= 0.01 and _trial_progress(result) <= 0.01  # ... to the prior
+
+
+def test_a_full_batch_short_run_is_not_trialled_whole():
+    train = TrainSpec(epochs=8, batch_size=0)
+    result = _trial(_net(), train)
+    assert result["budget_steps"] == 8 and result["planned_steps"] == 2
