@@ -262,6 +262,10 @@ def diagnose(
         page = write_report(results, out)
         print(f"report: {page}", file=sys.stderr)
     print_diagnoses(results)
+    failed = [f"{r['name']}: {p}" for r in results for p in r.get("failed", {})]
+    if failed:
+        # The diagnosis is written with what ran; the exit code says it is incomplete.
+        fail(f"{len(failed)} probe(s) failed ({', '.join(failed)})", EXIT_FAILED)
 
 
 @app.command()
