@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from depthlab.probes.layers import ELEMENTWISE, recording, weight_layers
+from depthlab.probes.layers import ELEMENTWISE, Call, hooked, weight_layers
 
 NORM_TYPES: tuple[type[nn.Module], ...] = (
     nn.modules.batchnorm._BatchNorm,
@@ -71,7 +71,14 @@ def _residual(model: nn.Module, x: torch.Tensor) -> bool:
     if any(isinstance(m, Residual) for m in model.modules()):
         return True
     modules = [(n or "model", m) for n, m in model.named_modules() if m is not model]
-    with torch.no_grad(), recording(modules) as calls:
+    calls: list[Call] = []
+
+    def keep(call: Call) -> None:
+        # a copy: a later in-place add (``h += shortcut``) would make the output the sum itself
+        out = call.output.clone() if isinstance(call.output, torch.Tensor) else call.output
+        calls.append(call._replace(output=out))
+
+    with torch.no_grad(), hooked(modules, keep):
         model(x)
     # A linear fingerprint per shape, <w, t>: fp(a + b) = fp(a) + fp(b), so a sum of two
     # earlier outputs is found among n² scalars, then confirmed on the tensors.

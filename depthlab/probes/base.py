@@ -141,15 +141,17 @@ def attention_math() -> Iterator[None]:
         yield
 
 
-def frozen_statistics(model: nn.Module, x: torch.Tensor) -> None:
-    """Put ``model`` in the mode policy, then hold its batch statistics fixed at those of ``x``.
+@contextlib.contextmanager
+def frozen_statistics(model: nn.Module, x: torch.Tensor) -> Iterator[None]:
+    """Put ``model`` in the mode policy and, while open, hold its batch statistics fixed at
+    those of ``x``.
 
     One forward pass in train mode (dropout off) records every batch norm's batch mean and
     (biased) variance on ``x`` into its running buffers; the norms are then switched to eval
     mode, so each sample is normalised exactly as in that train-mode pass, independently of the
-    others. Call inside ``Probe.run`` (``preserved`` restores the buffers). Other modules with
-    running buffers (no batch statistics to freeze) are left on their running values, in eval
-    mode.
+    others. On exit the running buffers and momenta are restored (the modes stay as set).
+    Other modules with running buffers (no batch statistics to freeze) are left on their
+    running values, in eval mode.
     """
     set_mode(model)
     norms = [
@@ -160,32 +162,40 @@ def frozen_statistics(model: nn.Module, x: torch.Tensor) -> None:
     for m in model.modules():
         if uses_batch_statistics(m) and m not in norms:
             m.eval()
-    if not norms:
-        return
+    saved = [
+        (m, m.momentum, {k: b.detach().clone() for k, b in m.named_buffers(recurse=False)})
+        for m in norms
+    ]
     counts: dict[int, int] = {}
 
     def count(mod: nn.Module, args: tuple[Any, ...]) -> None:
         counts[id(mod)] = args[0].numel() // args[0].shape[1]
 
-    saved = [(m, m.momentum) for m in norms]
-    handles = [m.register_forward_pre_hook(count) for m in norms]
     try:
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average: after one batch, the batch's statistics
+        handles = [m.register_forward_pre_hook(count) for m in norms]
+        try:
+            for m in norms:
+                m.reset_running_stats()
+                m.momentum = None  # cumulative average: after one batch, the batch's statistics
+            if norms:
+                with torch.no_grad():
+                    model(x)
+        finally:
+            for h in handles:
+                h.remove()
         with torch.no_grad():
-            model(x)
+            for m in norms:
+                k = counts.get(id(m), 0)
+                if k > 1 and m.running_var is not None:
+                    m.running_var.mul_((k - 1) / k)  # unbiased → the biased variance of train
+                m.eval()
+        yield
     finally:
-        for h in handles:
-            h.remove()
-        for m, momentum in saved:
-            m.momentum = momentum
-    with torch.no_grad():
-        for m in norms:
-            k = counts.get(id(m), 0)
-            if k > 1 and m.running_var is not None:
-                m.running_var.mul_((k - 1) / k)  # unbiased → the biased variance train mode used
-            m.eval()
+        with torch.no_grad():
+            for m, momentum, buffers in saved:
+                m.momentum = momentum
+                for key, b in m.named_buffers(recurse=False):
+                    b.copy_(buffers[key])
 
 
 def register_probe(name: str) -> Callable[[type[Probe]], type[Probe]]:

@@ -35,6 +35,7 @@ batch norm by the statistics of the batch in train mode, sample by sample), or a
 from __future__ import annotations
 
 import dataclasses
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -249,9 +250,8 @@ class Collapse(Probe):
                 f"labels span {int(y.min())}..{int(y.max())} but classifier {name!r} has "
                 f"{classifier.out_features} outputs"
             )
-        if self.params.eval_mode:
-            frozen_statistics(model, batch.x)
-        h, logits = penultimate(model, classifier, batch.x, self.params.chunk_size)
+        with frozen_statistics(model, batch.x) if self.params.eval_mode else nullcontext():
+            h, logits = penultimate(model, classifier, batch.x, self.params.chunk_size)
         if not (bool(torch.isfinite(h).all()) and bool(torch.isfinite(logits).all())):
             raise ProbeError(f"the input or output of classifier {name!r} holds NaN/inf values")
         out = collapse_metrics(

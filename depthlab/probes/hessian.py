@@ -127,7 +127,11 @@ class HessianProbe(Probe):
         batch = batch.head(p.batch_size)
         if len(batch.y) == 0:
             raise ProbeError("the batch is empty; the Hessian needs at least one sample")
-        frozen_statistics(model, batch.x)
+        with frozen_statistics(model, batch.x):
+            return self._measure(model, batch, seed)
+
+    def _measure(self, model: nn.Module, batch: ProbeBatch, seed: int) -> dict[str, Any]:
+        p = self.params
         first = next(model.parameters(), None)
         dtype = torch.float64 if p.dtype == "float64" or first is None else first.dtype
         storage = torch.float64 if dtype == torch.float64 else torch.float32  # kept vectors

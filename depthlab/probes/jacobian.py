@@ -186,7 +186,10 @@ class JacobianProbe(Probe):
 
     def measure(self, model: nn.Module, batch: ProbeBatch, *, seed: int) -> dict[str, Any]:
         x = batch.x[: self.params.samples]
-        frozen_statistics(model, x)
+        with frozen_statistics(model, x):
+            return self._measure(model, x, seed)
+
+    def _measure(self, model: nn.Module, x: torch.Tensor, seed: int) -> dict[str, Any]:
         point = InputPoint(model, x)
         try:
             jac = input_jacobians(model, x, point)

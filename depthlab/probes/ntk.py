@@ -243,10 +243,17 @@ class NTKProbe(Probe):
     def measure(self, model: nn.Module, batch: ProbeBatch, *, seed: int) -> dict[str, Any]:
         p = self.params
         x = batch.x[: p.samples]
-        frozen_statistics(model, x)
-        dtype = next(iter(functional_state(model, detach=False)[0].values())).dtype
+        with frozen_statistics(model, x):
+            return self._measure(model, batch, x, seed)
+
+    def _measure(
+        self, model: nn.Module, batch: ProbeBatch, x: torch.Tensor, seed: int
+    ) -> dict[str, Any]:
+        p = self.params
+        first = next(iter(functional_state(model, detach=False)[0].values()), None)
+        dtype = torch.float32 if first is None else first.dtype
         measured, xm = model, x
-        if p.precision == "float64" and dtype != torch.float64:
+        if p.precision == "float64" and dtype != torch.float64 and first is not None:
             twin = _in_float64(model, x)
             if twin is not None:
                 (measured, xm), dtype = twin, torch.float64

@@ -238,10 +238,10 @@ def test_tpe_runs_budget_distinct_points_deterministically(tmp_path: Path) -> No
 # -- kill -9 the driver -------------------------------------------------------------------------
 
 
-def _driver(sweep_file: Path, store: Path) -> subprocess.Popen[bytes]:
+def _driver(sweep_file: Path, store: Path, workers: int = 1) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "depthlab.cli.main", "sweep", str(sweep_file)]
-        + ["--store", str(store), "--workers", "1", "--quiet"],
+        + ["--store", str(store), "--workers", str(workers), "--quiet"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -295,23 +295,16 @@ def test_workers_die_with_a_killed_driver(tmp_path: Path) -> None:
     are gone within seconds, not orphaned."""
     sweep_file = tmp_path / "sweep.yaml"
     data = {
-        "base": {**BASE, "train": {**BASE["train"], "epochs": 200}},
-        "axes": {"arch.depth": [1, 2, 3, 4]},
-        "seeds": [0],
+        "base": {**BASE, "train": {**BASE["train"], "epochs": 40}},
+        "axes": {"arch.depth": [1, 2, 3, 4, 5, 6]},
+        "seeds": [0, 1],
     }
     sweep_file.write_text(yaml.safe_dump(data))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "depthlab.cli.main", "sweep", str(sweep_file)]
-        + ["--store", str(tmp_path / "runs.db"), "--workers", "2", "--quiet"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    store_path = tmp_path / "runs.db"
+    proc = _driver(sweep_file, store_path, workers=2)
     try:
-        # Wait until both workers are up (the group holds the driver and its children).
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(_left_in_group(proc.pid, 0)) < 3:
-            time.sleep(0.1)
+        _wait_for_progress(store_path, proc, 0)  # a run finished: the workers are up and busy
+        assert proc.poll() is None, "the sweep ended before the kill; make its runs longer"
         workers = [p for p in _left_in_group(proc.pid, 0) if not p.startswith(f"{proc.pid}:")]
         assert len(workers) >= 2, workers
         os.kill(proc.pid, signal.SIGKILL)
