@@ -5,8 +5,9 @@ A *layer* is a module that holds, as its own parameter, a ``weight`` of two or m
 (HuggingFace's ``Conv1D``); its output is the pre-activation h^l of mean-field theory. An
 *activation* is an elementwise nonlinearity module; its output is φ(h).
 
-A layer's *role* is its module name with every index replaced by ``*``
-(``encoder.layer.3.output.dense`` → ``encoder.layer.*.output.dense``): the layers of one role
+A layer's *role* is its module name with every index replaced by ``*``, but a last one (a
+position inside an ``nn.Sequential``): ``encoder.layer.3.output.dense`` →
+``encoder.layer.*.output.dense``, ``blocks.2.0`` → ``blocks.*.0``. The layers of one role
 do the same job at different depths, so depth trends compare them with each other
 (``role_group``), not the first and last layer in module order.
 
@@ -78,8 +79,12 @@ def coverage(model: nn.Module) -> dict[str, Any]:
 
 
 def role(name: str) -> str:
-    """``name`` with every all-digit component replaced by ``*``."""
-    return ".".join("*" if part.isdigit() else part for part in name.split("."))
+    """``name`` with every all-digit component but a last one replaced by ``*``: indices name
+    the block, a last index the position inside an ``nn.Sequential`` (a different job)."""
+    parts = name.split(".")
+    return ".".join(
+        "*" if part.isdigit() and i < len(parts) - 1 else part for i, part in enumerate(parts)
+    )
 
 
 def role_group(names: list[str]) -> tuple[str | None, int, int]:
