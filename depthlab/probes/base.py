@@ -129,16 +129,26 @@ def set_mode(model: nn.Module, *, dropout: bool = False) -> None:
 
 @contextlib.contextmanager
 def attention_math() -> Iterator[None]:
-    """``scaled_dot_product_attention`` by its math kernel: the fused CPU kernels (flash) have
-    neither forward-mode AD nor a double backward, which Jacobian-vector and Hessian-vector
-    products need."""
+    """``scaled_dot_product_attention`` by its math kernel, and ``nn.MultiheadAttention``
+    without its fused fast path: the fused CPU kernels have neither forward-mode AD nor a double
+    backward, which Jacobian-vector and Hessian-vector products need."""
     try:
         from torch.nn.attention import SDPBackend, sdpa_kernel
     except ImportError:  # pragma: no cover - older torch: no fused kernel choice either
         yield
         return
-    with sdpa_kernel([SDPBackend.MATH]):
-        yield
+    mha = getattr(torch.backends, "mha", None)
+    fast = mha.get_fastpath_enabled() if mha is not None else None
+    if mha is not None:
+        # nn.MultiheadAttention's inference fast path (a fused kernel without forward-mode AD)
+        # is taken under torch.func, whose parameters do not require grad: off while probing
+        mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel([SDPBackend.MATH]):
+            yield
+    finally:
+        if mha is not None:
+            mha.set_fastpath_enabled(fast)
 
 
 @contextlib.contextmanager

@@ -318,3 +318,41 @@ def test_per_token_heads_are_pooled_as_the_model_pools():
     means = torch.stack([h[y == c].mean(0) for c in range(3)]).double()
     assert out["mean_norms"] == pytest.approx(means.norm(dim=1).tolist(), rel=1e-5)
     assert out["n_features"] == 6 and out["classifier"] == "score"
+
+
+class Encoder(nn.Module):
+    """nn.TransformerEncoder on token ids: in eval mode under torch.func (whose parameters do
+    not require grad) MultiheadAttention takes a fused fast path with no forward-mode AD."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(16, 8)
+        layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.1, batch_first=True)
+        self.enc = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.enc(self.emb(ids)).mean(1))
+
+
+def test_multihead_attention_is_probed_without_its_fast_path():
+    torch.manual_seed(0)
+    model = Encoder()
+    ids = torch.randint(0, 16, (4, 5))
+    out = JacobianProbe().run(model, ProbeBatch.from_tensors(ids, torch.tensor([0, 1, 2, 0])))
+    assert torch.backends.mha.get_fastpath_enabled()  # restored
+    model.eval()  # the mode policy: no batch norm here, dropout off
+    e = model.emb(ids).detach()
+
+    def from_embedding(ei: torch.Tensor) -> torch.Tensor:
+        return model.head(model.enc(ei.unsqueeze(0)).mean(1))[0]
+
+    sv = torch.cat(
+        [
+            torch.linalg.svdvals(
+                torch.autograd.functional.jacobian(from_embedding, e[i]).reshape(3, -1).double()
+            )
+            for i in range(4)
+        ]
+    )
+    assert out["mean_squared_singular_value"] == pytest.approx(float(sv.pow(2).mean()), 1e-5)
