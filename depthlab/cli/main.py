@@ -199,6 +199,9 @@ def diagnose(
         Path | None, typer.Option("--json", help="Write the diagnosis JSON here.")
     ] = None,
     threads: Annotated[int, typer.Option(min=0, help=THREADS_HELP)] = 1,
+    dropout: Annotated[
+        bool, typer.Option(help="Measure with dropout on (off by default: the mode policy).")
+    ] = False,
 ) -> None:
     """Will this network train? Probes, a verdict with evidence and advice, plots."""
     from depthlab.cli.output import write_json
@@ -223,7 +226,12 @@ def diagnose(
         fail(f"unknown loss {loss!r}; choices: auto, cross_entropy, mse")
     names = _probe_names(probes)
     options = DiagnoseOptions(
-        probes=names, ntk_samples=ntk_samples, batch_size=batch_size, seed=seed, seeds=seeds
+        probes=names,
+        ntk_samples=ntk_samples,
+        batch_size=batch_size,
+        seed=seed,
+        seeds=seeds,
+        dropout=dropout,
     )
     if model is not None:
         if data is None:
