@@ -136,13 +136,17 @@ def input_jacobians(
 
 
 def layer_gains(
-    model: nn.Module, x: torch.Tensor, seed: int, point: InputPoint | None = None
+    model: nn.Module,
+    x: torch.Tensor,
+    seed: int,
+    point: InputPoint | None = None,
+    skipped: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Squared-norm gain of a random input perturbation through each layer.
 
     One forward-mode pass (``torch.func.jvp``) carries the tangent v to every layer output.
     Layers whose output has no batch dimension, and the token embedding itself (its input is
-    not perturbed), are left out.
+    not perturbed), are left out (the former named in ``skipped`` with the reason).
     """
     point = point or InputPoint(model, x)
     layers = [(n, m) for n, m in weight_layers(model) if m is not point.module]
@@ -169,7 +173,9 @@ def layer_gains(
     for name, tangent in zip(names, tangents, strict=False):
         try:
             current = per_sample(tangent, n).double().pow(2).sum(1)
-        except ValueError:
+        except ValueError as err:
+            if skipped is not None:
+                skipped[name] = str(err)
             continue
         ok = previous > 0
         gain = (current[ok] / previous[ok]).mean().item() if ok.any() else math.nan
@@ -199,7 +205,8 @@ class JacobianProbe(Probe):
             ) from None
         sv = torch.linalg.svdvals(jac.double()).flatten().sort(descending=True).values
         sq = sv.pow(2)
-        gains = layer_gains(model, x, seed, point)
+        skipped: dict[str, str] = {}
+        gains = layer_gains(model, x, seed, point, skipped)
         inner = [g["gain"] for g in gains[1:-1] if g["gain"] > 0] or [
             g["gain"] for g in gains if g["gain"] > 0
         ]
@@ -214,5 +221,6 @@ class JacobianProbe(Probe):
             if inner
             else math.nan,
             "wrt": "input" if point.name is None else f"output of {point.name}",
+            "skipped_layers": skipped,
             "n_samples": len(x),
         }

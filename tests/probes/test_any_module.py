@@ -167,8 +167,9 @@ def test_window_layouts_are_read_per_sample_and_batchless_layers_skipped():
     a, b = pairs[0:8:2], pairs[1:8:2]
     corr = ((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))).mean().item()
     assert out["layers"][0]["correlation"] == pytest.approx(corr, rel=1e-9)
-    gains = JacobianProbe().run(model, batch)["layers"]
-    assert [g["name"] for g in gains] == ["inner", "head"]
+    jac = JacobianProbe().run(model, batch)
+    assert [g["name"] for g in jac["layers"]] == ["inner", "head"]
+    assert "no batch dimension" in jac["skipped_layers"]["pos"]
 
 
 def test_mode_policy_dropout_off_batch_statistics_on():
