@@ -14,7 +14,8 @@ EXIT_NOT_REPRODUCED = 5
 
 EXIT_CODES_DOC = (
     "Exit codes: 0 complete, 1 internal error, 2 bad input (one line on stderr), "
-    "3 run diverged (NaN/inf), 4 run failed, 5 claim not reproduced."
+    "3 run diverged (NaN/inf), 4 run failed (diagnose: a probe failed; the JSON is still "
+    "written), 5 claim not reproduced."
 )
 
 

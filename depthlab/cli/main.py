@@ -242,6 +242,9 @@ def diagnose(
         Path | None, typer.Option("--json", help="Write the diagnosis JSON here.")
     ] = None,
     threads: Annotated[int, typer.Option(min=0, help=THREADS_HELP)] = 1,
+    dropout: Annotated[
+        bool, typer.Option(help="Measure with dropout on (off by default: the mode policy).")
+    ] = False,
 ) -> None:
     """Will this network train? Probes, a verdict with evidence and advice, plots."""
     from depthlab.cli.output import write_json
@@ -267,7 +270,12 @@ def diagnose(
         fail(f"unknown loss {loss!r}; choices: auto, cross_entropy, mse")
     names = _probe_names(probes)
     options = DiagnoseOptions(
-        probes=names, ntk_samples=ntk_samples, batch_size=batch_size, seed=seed, seeds=seeds
+        probes=names,
+        ntk_samples=ntk_samples,
+        batch_size=batch_size,
+        seed=seed,
+        seeds=seeds,
+        dropout=dropout,
     )
     if advise is not None and spec is None:
         fail("--advise needs --spec RUN.yaml (the advice is an edit of that run file)")
@@ -318,6 +326,10 @@ def diagnose(
         page = write_report(results, out)
         print(f"report: {page}", file=sys.stderr)
     print_diagnoses(results)
+    failed = [f"{r['name']}: {p}" for r in results for p in r.get("failed", {})]
+    if failed:
+        # The diagnosis is written with what ran; the exit code says it is incomplete.
+        fail(f"{len(failed)} probe(s) failed ({', '.join(failed)})", EXIT_FAILED)
 
 
 def _train_setup(

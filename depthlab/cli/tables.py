@@ -95,6 +95,11 @@ def print_diagnoses(diagnoses: list[dict]) -> None:
                 f"[dim]{escape(d['name'])}: {probe} skipped: {escape(reason)}[/dim]",
                 highlight=False,
             )
+        for probe, error in d.get("failed", {}).items():
+            console.print(
+                f"[red]{escape(d['name'])}: {probe} failed: {escape(error)}[/red]",
+                highlight=False,
+            )
 
 
 def print_predictions(diagnoses: list[dict], chance: float, reference: float) -> None:

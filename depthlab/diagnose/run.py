@@ -14,9 +14,11 @@ import torch
 from torch import nn
 
 from depthlab import _registry as reg
+from depthlab.diagnose.architecture import architecture
 from depthlab.diagnose.verdict import assess
 from depthlab.exceptions import ProbeError, SpecError
-from depthlab.probes.base import ProbeBatch
+from depthlab.probes.base import MODE, ProbeBatch, attention_math, set_mode
+from depthlab.probes.layers import coverage
 from depthlab.spec import TrainSpec
 
 #: What the verdict rests on, at a few percent of the cost of training.
@@ -42,7 +44,9 @@ class DiagnoseOptions:
     gradient probes (the first N rows); ``seeds``: initialisations the signal probe averages
     over when the network can be rebuilt (specs and presets); ``train``: the training setup the
     verdict is for (optimizer, lr, batch size, budget), the trial's too — ``None`` assumes
-    ``TrainSpec()`` (Adam, lr 1e-3, batch 64, 20 epochs) and the diagnosis says so."""
+    ``TrainSpec()`` (Adam, lr 1e-3, batch 64, 20 epochs) and the diagnosis says so;
+    ``dropout``: measure with dropout on (off by default: see ``depthlab.probes.base``, the mode
+    policy)."""
 
     probes: tuple[str, ...] = DEFAULT_PROBES
     ntk_samples: int = 128
@@ -50,6 +54,7 @@ class DiagnoseOptions:
     seed: int = 0
     seeds: int = 3
     train: TrainSpec | None = None
+    dropout: bool = False
 
     def __post_init__(self) -> None:
         for name in self.probes:
@@ -61,20 +66,27 @@ class DiagnoseOptions:
 
 def check_input(model: nn.Module, batch: ProbeBatch) -> None:
     """One forward pass on two samples: a wrong input shape is one clear line, not a trace."""
-    was = model.training
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), attention_math():
             out = model(batch.x[:2])
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
         raise ProbeError(
             f"the model rejects inputs of shape {tuple(batch.x.shape[1:])} "
-            f"(per sample): {str(exc).splitlines()[0]}"
+            f"(per sample): {one_line(exc)}"
         ) from None
     finally:
-        model.train(was)
+        for m, training in modes:
+            m.training = training
     if not isinstance(out, torch.Tensor):
-        raise ProbeError(f"the model returns {type(out).__name__}; probes need a tensor")
+        hint = (
+            " (it has .logits: wrap the model so that forward returns model(x).logits, as "
+            "examples/diagnose_transformers.py does)"
+            if hasattr(out, "logits")
+            else ""
+        )
+        raise ProbeError(f"the model returns {type(out).__name__}; probes need a tensor{hint}")
     if batch.task == "classification" and (out.dim() != 2 or out.shape[1] <= int(batch.y.max())):
         raise ProbeError(
             f"the model's output shape {tuple(out.shape[1:])} does not fit "
@@ -122,9 +134,16 @@ def diagnose(
 ) -> dict[str, Any]:
     """Every requested probe on ``model``, and the verdict.
 
-    A probe that does not apply (``ProbeError``) is listed under ``skipped`` with its reason;
-    the others still run. ``rebuild(seed)``, when given, makes the same network at another
-    seed so the signal probe can average over initialisations.
+    Each probe runs in its own guard: one that does not apply (``ProbeError``) is listed under
+    ``skipped`` with its reason, one that raises anything else under ``failed`` with the error
+    in one line; the others still run and the verdict uses what ran. ``probes`` holds every
+    requested probe's status (``ok``, ``skipped`` with ``reason``, ``failed`` with ``error``).
+    ``rebuild(seed)``, when given, makes the same network at another seed so the signal probe
+    can average over initialisations.
+
+    Besides the probes' results: ``mode`` (the mode policy the probes used), ``coverage`` (the
+    layers the layer-based probes see and the share of parameters they hold) and
+    ``architecture`` (``depthlab.diagnose.architecture``).
     """
     options = options or DiagnoseOptions()
     started = time.perf_counter()
@@ -134,23 +153,34 @@ def diagnose(
         "n_params": sum(p.numel() for p in model.parameters()),
         "n_samples": len(batch.x),
         "task": batch.task,
+        "mode": {**MODE, "dropout": "on" if options.dropout else "off"},
+        "coverage": coverage(model),
+        "architecture": _architecture(model, batch),
     }
     skipped: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    status: dict[str, dict[str, str]] = {}
     seconds: dict[str, float] = {}
     with _progress(progress, len(options.probes), name) as advance:
         for probe_name in options.probes:
-            probe = reg.PROBES.get(probe_name)(_params_for(probe_name, options))
             start = time.perf_counter()
             try:
+                probe = reg.PROBES.get(probe_name)(_params_for(probe_name, options))
                 if probe_name == "collapse" and batch.task != "classification":
                     raise ProbeError("neural collapse applies to classifiers only")
-                out[probe_name] = probe.run(model, batch, seed=options.seed)
+                result = probe.run(model, batch, seed=options.seed, dropout=options.dropout)
                 if probe_name == "signal" and rebuild is not None and options.seeds > 1:
-                    out[probe_name]["seeds"] = _signal_over_seeds(
-                        probe, model, out[probe_name], rebuild, batch, options
+                    result["seeds"] = _signal_over_seeds(
+                        probe, model, result, rebuild, batch, options
                     )
+                out[probe_name] = result
+                status[probe_name] = {"status": "ok"}
             except ProbeError as err:
                 skipped[probe_name] = str(err)
+                status[probe_name] = {"status": "skipped", "reason": str(err)}
+            except Exception as exc:  # noqa: BLE001 - one probe's failure is that probe's only
+                failed[probe_name] = one_line(exc)
+                status[probe_name] = {"status": "failed", "error": failed[probe_name]}
             seconds[probe_name] = time.perf_counter() - start
             advance(probe_name)
     setup = training_setup(options, len(batch.x))
@@ -159,6 +189,8 @@ def diagnose(
             out["stability"] = stability(model, batch, setup, seed=options.seed)
         except ProbeError as err:
             skipped["stability"] = str(err)
+        except Exception as exc:  # noqa: BLE001 - the verdict goes on without it
+            failed["stability"] = one_line(exc)
     assessment = assess(out, setup)
     return {
         "verdict": assessment.verdict,
@@ -168,7 +200,9 @@ def diagnose(
         "setup": setup,
         "evidence": assessment.contributions,
         **out,
+        "probes": status,
         "skipped": skipped,
+        "failed": failed,
         "seconds": seconds,
         "seconds_total": time.perf_counter() - started,
     }
@@ -201,6 +235,24 @@ def stability(
     return {"lambda_max": top, "momentum": beta, "stable_lr": limit}
 
 
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """``Type: first line of the message``, at most ``limit`` characters."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if isinstance(exc, ProbeError):
+        line = text or line
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _architecture(model: nn.Module, batch: ProbeBatch) -> dict[str, Any]:
+    """The architecture summary on two samples, in the probes' mode; state left as found."""
+    from depthlab.probes.base import preserved
+
+    with preserved(model), attention_math():
+        set_mode(model, dropout=False)
+        return architecture(model, batch.x[:2])
+
+
 def _signal_over_seeds(
     probe: Any,
     model: nn.Module,
@@ -217,7 +269,8 @@ def _signal_over_seeds(
         if k == 0 and _same_network(net, model):
             ratios.append(measured["second_moment_ratio"])
         else:
-            ratios.append(probe.run(net, batch, seed=options.seed + k)["second_moment_ratio"])
+            run = probe.run(net, batch, seed=options.seed + k, dropout=options.dropout)
+            ratios.append(run["second_moment_ratio"])
     logs = [math.log10(r) for r in ratios if 0 < r < math.inf]
     return {
         "second_moment_ratio": ratios,

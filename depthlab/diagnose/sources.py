@@ -90,12 +90,16 @@ def dataset_batch(spec: DataSpec, loss: str = "auto") -> tuple[ProbeBatch, tuple
 
 
 def npz_batch(path: str, loss: str = "auto") -> ProbeBatch:
-    """A user's ``.npz`` exactly as given: no standardisation, no split, rows in file order."""
+    """A user's ``.npz`` exactly as given: no standardisation, no split, rows in file order.
+    Integer ``x`` (token ids) stays integer (int64), anything else becomes float32."""
     x, y = read_npz(path)
     from depthlab.data.base import check_arrays
 
     check_arrays(x, y, path)
-    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    if np.issubdtype(x.dtype, np.integer):  # token ids: kept as integers for an embedding
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.int64))
+    else:
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     if np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_:
         if y.ndim != 1:
             raise DataError(

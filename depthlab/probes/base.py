@@ -5,6 +5,16 @@ A probe is a ``Probe`` subclass with a nested ``Params`` spec, registered with
 into models only through forward hooks and ``torch.func``; ``run`` is wrapped so that the model's
 train/eval mode (of every submodule), its parameters, buffers and ``requires_grad`` flags are
 restored bit for bit afterwards, whatever happens inside.
+
+One mode policy for every probe (``MODE``): probes see the function training sees, so modules
+that normalise by batch statistics (batch norm, and any module with ``running_*`` buffers) are
+in train mode, and every other module is in eval mode: dropout, attention dropout and stochastic
+depth are off unless ``run(..., dropout=True)`` asks for them. Probes that need a per-sample
+function (Jacobians, the NTK, the Hessian) hold the batch statistics of their probe batch fixed
+(``frozen_statistics``): batch norm then normalises every sample by the statistics the whole
+batch had in train mode. Attention is computed by the math kernel of
+``scaled_dot_product_attention`` (``attention_math``), the one kernel with forward-mode and
+double-backward derivatives, so every probe sees the same function.
 """
 
 from __future__ import annotations
@@ -78,11 +88,124 @@ class Probe(abc.ABC):
     def measure(self, model: nn.Module, batch: ProbeBatch, *, seed: int) -> dict[str, Any]:
         """The probe's numbers; may change the model's mode and gradients (``run`` restores)."""
 
-    def run(self, model: nn.Module, batch: ProbeBatch, *, seed: int = 0) -> dict[str, Any]:
+    #: Dropout during the measurement (``run(..., dropout=True)``); read through ``set_mode``.
+    dropout: bool = False
+
+    def run(
+        self, model: nn.Module, batch: ProbeBatch, *, seed: int = 0, dropout: bool = False
+    ) -> dict[str, Any]:
         """``measure`` with the model's state restored afterwards, bit for bit."""
-        with preserved(model), torch.random.fork_rng(devices=[]):
+        self.dropout = dropout
+        with preserved(model), torch.random.fork_rng(devices=[]), attention_math():
             torch.manual_seed(seed)
             return self.measure(model, batch, seed=seed)
+
+    def set_mode(self, model: nn.Module) -> None:
+        """The mode policy (module docstring): batch statistics on, dropout as asked."""
+        set_mode(model, dropout=self.dropout)
+
+
+#: The mode policy every probe states in its diagnosis (``mode`` key).
+MODE = {
+    "normalization": "train (batch statistics)",
+    "dropout": "off",
+    "per_sample": "batch statistics of the probe batch, held fixed",
+    "attention": "math kernel",
+}
+
+
+def uses_batch_statistics(module: nn.Module) -> bool:
+    """A module whose train mode normalises by the batch: batch norm, or any module keeping
+    ``running_*`` buffers (running means, PowerNorm's quadratic mean)."""
+    return any(name.startswith("running") for name, _ in module.named_buffers(recurse=False))
+
+
+def set_mode(model: nn.Module, *, dropout: bool = False) -> None:
+    """Batch-statistics modules in train mode; every other module in eval mode (no dropout),
+    or in train mode too with ``dropout``."""
+    for m in model.modules():
+        m.training = dropout or uses_batch_statistics(m)
+
+
+@contextlib.contextmanager
+def attention_math() -> Iterator[None]:
+    """``scaled_dot_product_attention`` by its math kernel, and ``nn.MultiheadAttention``
+    without its fused fast path: the fused CPU kernels have neither forward-mode AD nor a double
+    backward, which Jacobian-vector and Hessian-vector products need."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # pragma: no cover - older torch: no fused kernel choice either
+        yield
+        return
+    mha = getattr(torch.backends, "mha", None)
+    fast = mha.get_fastpath_enabled() if mha is not None else None
+    if mha is not None:
+        # nn.MultiheadAttention's inference fast path (a fused kernel without forward-mode AD)
+        # is taken under torch.func, whose parameters do not require grad: off while probing
+        mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel([SDPBackend.MATH]):
+            yield
+    finally:
+        if mha is not None:
+            mha.set_fastpath_enabled(fast)
+
+
+@contextlib.contextmanager
+def frozen_statistics(model: nn.Module, x: torch.Tensor) -> Iterator[None]:
+    """Put ``model`` in the mode policy and, while open, hold its batch statistics fixed at
+    those of ``x``.
+
+    One forward pass in train mode (dropout off) records every batch norm's batch mean and
+    (biased) variance on ``x`` into its running buffers; the norms are then switched to eval
+    mode, so each sample is normalised exactly as in that train-mode pass, independently of the
+    others. On exit the running buffers and momenta are restored (the modes stay as set).
+    Other modules with running buffers (no batch statistics to freeze) are left on their
+    running values, in eval mode.
+    """
+    set_mode(model)
+    norms = [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
+    for m in model.modules():
+        if uses_batch_statistics(m) and m not in norms:
+            m.eval()
+    saved = [
+        (m, m.momentum, {k: b.detach().clone() for k, b in m.named_buffers(recurse=False)})
+        for m in norms
+    ]
+    counts: dict[int, int] = {}
+
+    def count(mod: nn.Module, args: tuple[Any, ...]) -> None:
+        counts[id(mod)] = args[0].numel() // args[0].shape[1]
+
+    try:
+        handles = [m.register_forward_pre_hook(count) for m in norms]
+        try:
+            for m in norms:
+                m.reset_running_stats()
+                m.momentum = None  # cumulative average: after one batch, the batch's statistics
+            if norms:
+                with torch.no_grad():
+                    model(x)
+        finally:
+            for h in handles:
+                h.remove()
+        with torch.no_grad():
+            for m in norms:
+                k = counts.get(id(m), 0)
+                if k > 1 and m.running_var is not None:
+                    m.running_var.mul_((k - 1) / k)  # unbiased → the biased variance of train
+                m.eval()
+        yield
+    finally:
+        with torch.no_grad():
+            for m, momentum, buffers in saved:
+                m.momentum = momentum
+                for key, b in m.named_buffers(recurse=False):
+                    b.copy_(buffers[key])
 
 
 def register_probe(name: str) -> Callable[[type[Probe]], type[Probe]]:

@@ -22,12 +22,20 @@ Spearman −1, consistent with ‖μ_c‖ ∝ n_c^(−1/4) from the per-class op
 cosine matrix of the un-centred means μ_c, its largest off-diagonal |cosine| and the Spearman rank
 correlation between class sizes n_c and norms ‖μ_c‖ (``None`` when either is constant).
 
-All quantities are computed in float64. Features are measured in eval mode by default.
+A classifier applied to every token (``(N, T, d)`` features, as GPT-2's score head) is pooled
+as the model pools: for each sample the token whose classifier output is the model's output
+(the last token, CLS), or the mean over tokens when that is what the model returns; a model
+that pools otherwise is skipped with that reason.
+
+All quantities are computed in float64. Features are measured in the probes' mode policy with
+the batch statistics of the whole batch held fixed (``eval_mode``, the default: dropout off,
+batch norm by the statistics of the batch in train mode, sample by sample), or as the model is.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -36,7 +44,7 @@ from scipy.stats import rankdata
 from torch import nn
 
 from depthlab.exceptions import ProbeError, SpecError
-from depthlab.probes.base import Probe, ProbeBatch, register_probe
+from depthlab.probes.base import Probe, ProbeBatch, frozen_statistics, register_probe
 from depthlab.probes.layers import recording
 from depthlab.spec import Spec
 
@@ -96,13 +104,15 @@ def penultimate(
         for start in range(0, len(x), step):
             calls.clear()
             chunk = x[start : start + step]
-            model(chunk)
+            pooled = model(chunk)
             if len(calls) != 1:
                 raise ProbeError(
                     f"the classifier was called {len(calls)} times in one forward pass; "
                     "collapse needs exactly one call (name it with classifier=...)"
                 )
             h, out = calls[0].args[0].detach(), calls[0].output.detach()
+            if h.ndim == 3 and h.shape[0] == len(chunk) and isinstance(pooled, torch.Tensor):
+                h, out = pool_tokens(h, out, pooled.detach())
             if h.ndim != 2 or h.shape[0] != len(chunk):
                 raise ProbeError(
                     f"classifier input has shape {tuple(h.shape)}; collapse needs one "
@@ -111,6 +121,33 @@ def penultimate(
             feats.append(h)
             logits.append(out)
     return torch.cat(feats), torch.cat(logits)
+
+
+def pool_tokens(
+    h: torch.Tensor, out: torch.Tensor, pooled: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features ``(N, T, d)`` and per-token outputs ``(N, T, K)`` of a classifier applied to
+    every token → ``(N, d)`` and ``(N, K)``, pooled as the model's output ``pooled (N, K)``
+    shows: the one token whose output it is, for each sample, or the mean over tokens."""
+    n = len(h)
+    flat = pooled.reshape(n, 1, -1)
+    if flat.shape[2] != out.shape[2]:
+        raise ProbeError(
+            f"the classifier's per-token outputs {tuple(out.shape)} do not match the model's "
+            f"output {tuple(pooled.shape)}; collapse cannot tell how the model pools its tokens"
+        )
+    scale = 1e-5 * (1.0 + out.abs().amax(dim=(1, 2)))
+    err = (out - flat).abs().amax(dim=2)  # (N, T)
+    best = err.argmin(dim=1)
+    rows = torch.arange(n)
+    if bool((err[rows, best] <= scale).all()):
+        return h[rows, best], out[rows, best]
+    if bool(((out.mean(1) - flat[:, 0]).abs().amax(1) <= scale).all()):
+        return h.mean(1), out.mean(1)
+    raise ProbeError(
+        "the classifier runs on every token but the model's output is neither one token's "
+        "output nor their mean; collapse cannot tell how the model pools its tokens"
+    )
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -213,9 +250,8 @@ class Collapse(Probe):
                 f"labels span {int(y.min())}..{int(y.max())} but classifier {name!r} has "
                 f"{classifier.out_features} outputs"
             )
-        if self.params.eval_mode:
-            model.eval()
-        h, logits = penultimate(model, classifier, batch.x, self.params.chunk_size)
+        with frozen_statistics(model, batch.x) if self.params.eval_mode else nullcontext():
+            h, logits = penultimate(model, classifier, batch.x, self.params.chunk_size)
         if not (bool(torch.isfinite(h).all()) and bool(torch.isfinite(logits).all())):
             raise ProbeError(f"the input or output of classifier {name!r} holds NaN/inf values")
         out = collapse_metrics(

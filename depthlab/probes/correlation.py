@@ -17,8 +17,8 @@ When the geometry is gone within one layer, ξ_c is bounded and ``xi_c_is_bound`
 the slopes are lost in their own noise (inputs too alike to tell apart) ξ_c is ``None``. The
 fit reads the approach to c* as exponential: true off criticality; at a critical point (ReLU at
 He init, χ₁ = 1) the approach is polynomial, ξ_c is infinite, and the verdict takes ξ_c from
-mean-field theory whenever the ``meanfield`` probe applies. Measured in train mode (the forward
-pass training sees).
+mean-field theory whenever the ``meanfield`` probe applies. Measured under the probes' mode
+policy (batch statistics on, dropout off unless asked; ``depthlab.probes.base``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from torch import nn
 
 from depthlab.exceptions import ProbeError
 from depthlab.probes.base import Probe, ProbeBatch, register_probe
-from depthlab.probes.layers import WEIGHT_LAYERS, per_sample, recording
+from depthlab.probes.layers import per_sample, recording, weight_layers
 from depthlab.spec import Spec
 from depthlab.spec.base import check_min, check_range
 
@@ -83,19 +83,20 @@ class CorrelationProbe(Probe):
         if torch.is_floating_point(batch.x) is False:
             raise ProbeError("correlation compares real-valued inputs; these are integer tokens")
         x = batch.x[: 2 * n_pairs]
-        model.train()
-        layers = [
-            (n or "model", m) for n, m in model.named_modules() if isinstance(m, WEIGHT_LAYERS)
-        ]
-        with recording(layers) as calls:
+        self.set_mode(model)  # the mode policy: batch statistics on, dropout as asked
+        with recording(weight_layers(model)) as calls:
             model(x)
         rows = []
         c0 = _cosines(per_sample(x).double(), n_pairs)
-        for index, call in enumerate(c for c in calls if isinstance(c.module, WEIGHT_LAYERS)):
+        for index, call in enumerate(calls):
             inp = call.args[0] if call.args else None
-            if not isinstance(inp, torch.Tensor) or len(inp) != len(x):
+            if not isinstance(inp, torch.Tensor) or not torch.is_floating_point(inp):
                 continue
-            c = _cosines(per_sample(inp).double(), n_pairs)
+            try:  # windows or sequence-first layouts: find the batch dimension, else skip
+                flat = per_sample(inp, len(x))
+            except ValueError:
+                continue
+            c = _cosines(flat.double(), n_pairs)
             b, se = _slope(c0, c)
             rows.append(
                 {
@@ -108,14 +109,10 @@ class CorrelationProbe(Probe):
             )
         if len(rows) < 2:
             raise ProbeError("correlation found fewer than 2 weight layers taking the batch")
-        out_c = None
-        if calls and isinstance(calls[-1].output, torch.Tensor):
-            out_c = float(_cosines(per_sample(calls[-1].output).double(), n_pairs).mean())
         return {
             "layers": rows,
             "input_std": float(c0.std()),
             "input_mean": float(c0.mean()),
-            "output_mean_correlation": out_c,
             **fit_xi(rows, self.params.resolve, self.params.floor),
         }
 

@@ -1,13 +1,20 @@
 """Gradient flow: per-layer gradient norms of the mean loss, at the current weights and,
 optionally, over the first training steps.
 
-For each linear/conv layer: ‖∂L/∂W‖_F, ‖W‖_F and their ratio (how far one SGD step at unit
-learning rate would move the layer, relative to its size). Mean field predicts
+For each layer (any module with a ≥ 2-D weight, ``depthlab.probes.layers``): ‖∂L/∂W‖_F,
+‖W‖_F and their ratio (how far one SGD step at unit learning rate would move the layer, relative
+to its size). Mean field predicts
 E‖∂L/∂h^l‖² ∝ χ₁^{L−l}: gradients vanish towards the input for χ₁ < 1 and explode for χ₁ > 1.
 ``first_to_last`` is the first layer's weight-gradient norm over the last layer's;
 ``delta_first_to_last`` the same for the pre-activation gradients ‖∂L/∂h^l‖, the quantity whose
 decay χ₁^{L−1} mean field predicts (weight gradients δ^l a^{l−1}ᵀ can stay balanced across layers
 while both factors shrink, so both are reported).
+
+Both compare layers of one *role* (``role_group``: the same job at every depth, e.g. each
+block's MLP output; named by ``role``), the first call against the last, not the first and last
+layer in module order: the first ``Linear`` of a transformer is an attention query, whose
+gradient is tiny at initialisation whatever the depth. Measured in the probes' mode policy
+(batch statistics on, dropout off unless asked).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from torch import nn
 
 from depthlab.exceptions import ProbeError, SpecError
 from depthlab.probes.base import Probe, ProbeBatch, register_probe
-from depthlab.probes.layers import weight_layers
+from depthlab.probes.layers import role_group, weight_layers
 from depthlab.spec import Spec
 from depthlab.spec.base import check_min
 
@@ -45,14 +52,17 @@ def layer_gradients(model: nn.Module, batch: ProbeBatch) -> list[dict[str, Any]]
     """One backward pass of the mean loss; per-layer weight gradient and weight norms."""
     layers = weight_layers(model)
     if not layers:
-        raise ProbeError("gradients found no nn.Linear / nn.Conv layer in the model")
+        raise ProbeError("gradients found no layer (a module with a >= 2-D weight) in the model")
     model.zero_grad(set_to_none=True)
     delta: dict[str, float] = {}
+    order: list[str] = []  # the layers in the order they ran (first call)
     handles = []
     for name, module in layers:
         # ∂L/∂h^l at the layer's output (the pre-activation gradient of mean-field theory).
         def hook(mod: nn.Module, args: tuple, out: torch.Tensor, name: str = name) -> None:
-            if out.requires_grad:
+            if name not in order:
+                order.append(name)
+            if isinstance(out, torch.Tensor) and out.requires_grad:
                 out.register_hook(
                     lambda g, name=name: delta.__setitem__(
                         name, g.detach().double().pow(2).sum().sqrt().item()
@@ -69,7 +79,10 @@ def layer_gradients(model: nn.Module, batch: ProbeBatch) -> list[dict[str, Any]]
         raise ProbeError(f"the loss is {loss.item()} at these weights; gradients are undefined")
     loss.backward()
     rows = []
-    for name, module in layers:
+    modules = dict(layers)
+    ran = order + [name for name, _ in layers if name not in order]
+    for name in ran:
+        module = modules[name]
         w = typing.cast(torch.Tensor, module.weight)
         g = torch.zeros_like(w) if w.grad is None else w.grad
         g_norm, w_norm = g.double().norm().item(), w.detach().double().norm().item()
@@ -80,6 +93,7 @@ def layer_gradients(model: nn.Module, batch: ProbeBatch) -> list[dict[str, Any]]
                 "weight_norm": w_norm,
                 "ratio": g_norm / w_norm if w_norm > 0 else math.inf,
                 "delta_norm": delta.get(name, 0.0),
+                "called": name in order,
             }
         )
     return rows
@@ -93,10 +107,12 @@ class GradientsProbe(Probe):
 
     def measure(self, model: nn.Module, batch: ProbeBatch, *, seed: int) -> dict[str, Any]:
         batch = batch.head(self.params.batch_size)
-        model.train()
+        self.set_mode(model)
         layers = layer_gradients(model, batch)
-        first, last = layers[0]["grad_norm"], layers[-1]["grad_norm"]
-        d_first, d_last = layers[0]["delta_norm"], layers[-1]["delta_norm"]
+        called = [r for r in layers if r["called"]] or layers
+        group, i, j = role_group([r["name"] for r in called])
+        first, last = called[i]["grad_norm"], called[j]["grad_norm"]
+        d_first, d_last = called[i]["delta_norm"], called[j]["delta_norm"]
         with torch.no_grad():
             loss = float(batch.loss_fn(model(batch.x), batch.y))
         out: dict[str, Any] = {
@@ -104,6 +120,8 @@ class GradientsProbe(Probe):
             "first_to_last": first / last if last > 0 else math.inf,
             "delta_first_to_last": d_first / d_last if d_last > 0 else math.inf,
             "max_ratio": max(r["ratio"] for r in layers),
+            "role": group,
+            "role_layers": [called[i]["name"], called[j]["name"]],
             "loss": loss,
             "n_samples": len(batch.x),
         }

@@ -2,7 +2,8 @@
 
 H = ∇²_θ L(θ) is the Hessian of the mean loss L over the first ``batch_size`` samples of the
 batch, with respect to the model's trainable parameters θ flattened in ``named_parameters()``
-order (n = ``n_params``), evaluated in eval mode (dropout off, batch-norm running statistics). H
+order (n = ``n_params``), evaluated in the probes' mode policy with the batch statistics of the
+batch held fixed (``frozen_statistics``: dropout off, batch norm by this batch's statistics). H
 is never formed: products Hv = ∇_θ(∇_θ L · v) feed the estimators of ``depthlab.probes.lanczos``:
 
 - ``top_eigenvalues``: the ``top_k`` largest eigenvalues, descending, by Lanczos with full
@@ -20,9 +21,12 @@ is never formed: products Hv = ∇_θ(∇_θ L · v) feed the estimators of ``de
 - ``trace``: exact for networks that are piecewise linear in each parameter (ReLU-family
   activations, linear and convolutional layers, pooling, eval-mode batch norm, residual sums; no
   weight used twice), where tr H equals the trace of the Gauss–Newton part Σ_n tr(Λ_n J_n J_nᵀ)
-  (``depthlab.probes.gauss_newton``); otherwise Hutch++ or Hutchinson with ``trace_products``
-  products. ``trace_method: auto`` (default) takes the exact trace where it holds and Hutch++
-  elsewhere, saying why in ``trace_note``. With the trace come its standard error
+  (``depthlab.probes.gauss_newton``); exact also for any network whose n Hessian–vector
+  products H e_i (batched, tr H = Σ_i (H e_i)_i) fit in ``exact_seconds`` at the measured cost
+  of one product; otherwise Hutch++ or Hutchinson with ``trace_products`` products.
+  ``trace_method: auto`` (default) takes the layer-wise exact trace where it holds, then the
+  exact trace by products when it is cheap, and Hutch++ elsewhere, saying why in
+  ``trace_note``. With the trace come its standard error
   ``trace_stderr`` and a ``confidence`` interval ``trace_ci`` (Student t on the sample variance;
   zero width for the exact trace, whose error is the products' rounding, ~1e-7 relative in
   float32).
@@ -46,7 +50,7 @@ from torch import nn
 
 from depthlab.exceptions import ProbeError, SpecError
 from depthlab.probes import gauss_newton, lanczos
-from depthlab.probes.base import Probe, ProbeBatch, register_probe
+from depthlab.probes.base import Probe, ProbeBatch, frozen_statistics, register_probe
 from depthlab.probes.hvp import METHODS, HessianOperator, model_loss
 from depthlab.spec import Spec
 from depthlab.spec.base import check_choice, check_positive_ints, check_range
@@ -77,6 +81,7 @@ class HessianParams(Spec):
     max_steps: int = 100  # Lanczos steps (= products) at most for top_eigenvalues
     trace_method: str = "auto"  # auto | exact | hutch++ | hutchinson
     trace_products: int = 60
+    exact_seconds: float = 10.0  # auto: the exact trace by n products if they fit in this time
     confidence: float = 0.95
     slq_probes: int = 4
     slq_steps: int = 40
@@ -106,6 +111,7 @@ class HessianParams(Spec):
             if getattr(self, name) is not None:
                 check_range(name, getattr(self, name), 0.0, 1.0, lo_open=True, hi_open=True)
         check_range("confidence", self.confidence, 0.0, 1.0, lo_open=True, hi_open=True)
+        check_range("exact_seconds", self.exact_seconds, 0.0)
         check_range("density_sigma", self.density_sigma, 0.0, lo_open=True)
 
 
@@ -121,7 +127,11 @@ class HessianProbe(Probe):
         batch = batch.head(p.batch_size)
         if len(batch.y) == 0:
             raise ProbeError("the batch is empty; the Hessian needs at least one sample")
-        model.eval()
+        with frozen_statistics(model, batch.x):
+            return self._measure(model, batch, seed)
+
+    def _measure(self, model: nn.Module, batch: ProbeBatch, seed: int) -> dict[str, Any]:
+        p = self.params
         first = next(model.parameters(), None)
         dtype = torch.float64 if p.dtype == "float64" or first is None else first.dtype
         storage = torch.float64 if dtype == torch.float64 else torch.float32  # kept vectors
@@ -201,7 +211,12 @@ class HessianProbe(Probe):
                 }
         finally:
             op.close()
-        out.update(hvp_count=op.products, method=op.used(), hvp_seconds=op.timings())
+        out.update(
+            hvp_count=op.products,
+            method=op.used(),
+            hvp_seconds=op.timings(),
+            hvp_failures=dict(op.failures),
+        )
         return out
 
     def _trace(
@@ -227,6 +242,10 @@ class HessianProbe(Probe):
                     "(use trace_method: hutch++ or auto)"
                 )
             note = f"exact trace not available: {note}"
+            if p.trace_method == "auto":
+                exact = self._exact_by_products(op)
+                if exact is not None:
+                    return exact, f"exact by {op.n} Hessian-vector products ({note})"
         estimator = (
             lanczos.hutchinson
             if p.trace_method == "hutchinson"
@@ -236,3 +255,38 @@ class HessianProbe(Probe):
             op, op.n, p.trace_products, generator=gen, block=p.block, confidence=p.confidence
         )
         return tr, note
+
+    def _exact_by_products(self, op: HessianOperator) -> lanczos.TraceEstimate | None:
+        """tr H = Σ_i (H e_i)_i over all n unit vectors in batched blocks, if the products fit in
+        ``exact_seconds`` at the fastest cost per product measured (on the first blocks, which
+        time each implementation looped and batched and count towards the sum); None
+        otherwise."""
+        p, n = self.params, op.n
+        # Ten times over the budget even at the fastest cost seen: batching cannot save it.
+        if op.seconds and min(op.seconds.values()) * n > 10 * p.exact_seconds:
+            return None
+        block = 16
+        total, done = 0.0, 0
+        modes = op.batch_modes
+        op.batch_modes = (False, True)  # batched calls where the model allows; timed
+        try:
+            while done < n:
+                rows = op(_unit_rows(done, min(n, done + block), n))
+                idx = torch.arange(len(rows))
+                total += float(rows[idx, done + idx].sum())
+                done += len(rows)
+                if done >= 2 * block and done < n:
+                    left = (n - done) * min(op.seconds.values())
+                    if left > p.exact_seconds:
+                        return None
+                    block = 64
+        finally:
+            op.batch_modes = modes
+        return lanczos.TraceEstimate(total, 0.0, total, total, p.confidence, "exact")
+
+
+def _unit_rows(start: int, stop: int, n: int) -> torch.Tensor:
+    """Rows ``e_start … e_{stop−1}`` of the n×n identity, float64."""
+    rows = torch.zeros(stop - start, n, dtype=torch.float64)
+    rows[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
+    return rows

@@ -52,7 +52,9 @@ class HessianOperator:
     ``torch.func`` (batched: ``vmap`` over the jvp), which re-runs the forward pass every time.
     ``method="auto"`` times one product of each on rows the estimators ask for anyway (none is
     wasted: both are exact), forward-over-reverse first so that its transient memory is freed
-    before the graph is retained, and keeps the faster. ``batched="auto"`` does the same for
+    before the graph is retained, and keeps the faster; an implementation that raises (an op
+    without forward-mode AD, or without a double backward) is dropped and the other used
+    (``failures`` says why). ``batched="auto"`` does the same for
     batched against looped calls on blocks of rows. θ is not copied when it already has the
     products' dtype: the parameters enter as detached views.
     """
@@ -75,6 +77,7 @@ class HessianOperator:
         self.seconds: dict[tuple[str, bool], float] = {}
         self.counts: dict[tuple[str, bool], int] = {}
         self.loss: torch.Tensor | None = None
+        self.failures: dict[str, str] = {}  # implementations dropped, with their error
         self._leaves: Tensors = ()
         self._grads: Tensors = ()
         self._warm = False  # forward mode's one-time set-up, paid before its first product
@@ -186,7 +189,19 @@ class HessianOperator:
         done = []
         while len(v) and (key := self._untried(len(v))) is not None:
             take = 1 if not key[1] else len(v)  # a looped trial needs one row only
-            done.append(self._run(key, v[:take]))
+            try:
+                done.append(self._run(key, v[:take]))
+            except Exception as exc:
+                # What works, not only what is fastest: an implementation some op of the model
+                # lacks (forward-mode AD or a double backward) is dropped, the next one tried.
+                others = tuple(m for m in self.methods if m != key[0])
+                if not others:
+                    raise
+                self.methods = others
+                self.failures[key[0]] = str(exc).strip().splitlines()[0] if str(exc) else ""
+                if key[0] == "double_backward":
+                    self.close()
+                continue
             v = v[take:]
         if len(v):
             done.append(self._run(self._best(len(v)), v))

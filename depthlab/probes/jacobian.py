@@ -3,14 +3,25 @@
 Singular values of J over ``samples`` inputs (pooled): dynamical isometry (Pennington et al.
 2017) is all of them near 1, i.e. mean squared singular value ≈ 1 with a small spread.
 Per-layer gains come from forward-mode AD: a random unit input tangent v is pushed through the net
-and, at every linear/conv output, gain^l = ‖δh^l‖² / ‖δh^{l−1}‖² (averaged over samples), the
-finite-width measurement of mean field's χ₁. Evaluated in eval mode.
+and, at every layer output, gain^l = ‖δh^l‖² / ‖δh^{l−1}‖² (averaged over samples), the
+finite-width measurement of mean field's χ₁. Each layer output is read per sample at its own
+batch dimension; a layer without one is left out (``skipped_layers``).
+
+Token models (integer inputs) cannot be differentiated with respect to their input: J is then
+taken with respect to the output of the embedding that reads the token ids (``wrt`` names it),
+the first point where the input is continuous. A model whose integer input reaches no such
+embedding is skipped with that reason.
+
+Evaluated in the probes' mode policy with the batch statistics of the measured samples held
+fixed (``frozen_statistics``), attention by its math kernel.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -18,8 +29,14 @@ from torch import nn
 from torch.func import functional_call, jacrev, jvp, vmap
 
 from depthlab.exceptions import ProbeError
-from depthlab.probes.base import Probe, ProbeBatch, functional_state, register_probe
-from depthlab.probes.layers import recording, weight_layers
+from depthlab.probes.base import (
+    Probe,
+    ProbeBatch,
+    frozen_statistics,
+    functional_state,
+    register_probe,
+)
+from depthlab.probes.layers import Call, hooked, per_sample, recording, weight_layers
 from depthlab.spec import Spec
 from depthlab.spec.base import check_min
 
@@ -32,39 +49,134 @@ class JacobianParams(Spec):
         check_min("samples", self.samples, 1)
 
 
-def input_jacobians(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``(N, outputs, inputs)``: per-sample Jacobians of the flattened output w.r.t. input."""
+def token_embedding(model: nn.Module, x: torch.Tensor) -> tuple[str, nn.Module]:
+    """The module that reads the integer input ``x`` itself and returns floats: the embedding
+    of the token ids (position and type embeddings read other integers)."""
+    found: list[tuple[str, nn.Module]] = []
+
+    def on_call(call: Call) -> None:
+        a = call.args[0] if call.args else None
+        if (
+            isinstance(a, torch.Tensor)
+            and not a.is_floating_point()
+            and a.shape == x.shape
+            and torch.equal(a, x)
+            and isinstance(call.output, torch.Tensor)
+            and call.output.is_floating_point()
+            and not any(m is call.module for _, m in found)
+        ):
+            found.append((call.name, call.module))
+
+    modules = [(n or "model", m) for n, m in model.named_modules() if m is not model]
+    with torch.no_grad(), hooked(modules, on_call):
+        model(x)
+    # the innermost (a wrapper's forward also receives x): the last one to finish comes first
+    if not found:
+        raise ProbeError(
+            "the input is integer (token ids) and no module turns it into floats "
+            "(an embedding): the Jacobian needs a continuous input"
+        )
+    return found[0]
+
+
+@contextlib.contextmanager
+def replaced(module: nn.Module | None, value: Callable[[], torch.Tensor]) -> Iterator[None]:
+    """While open, ``module``'s output is ``value()`` (nothing when ``module`` is None)."""
+    if module is None:
+        yield
+        return
+    with hooked([("input", module)], lambda call: value()):
+        yield
+
+
+class InputPoint:
+    """Where J starts: the model's input (float inputs) or a token embedding's output."""
+
+    def __init__(self, model: nn.Module, x: torch.Tensor) -> None:
+        self.model, self.x = model, x
+        self.name: str | None = None
+        self.module: nn.Module | None = None
+        if not torch.is_floating_point(x):
+            self.name, self.module = token_embedding(model, x)
+
+    def start(self) -> torch.Tensor:
+        """The value of the starting point on ``x``, ``(N, ...)``."""
+        if self.module is None:
+            return self.x
+        with torch.no_grad(), recording([("e", self.module)]) as calls:
+            self.model(self.x)
+        return calls[0].output.detach()
+
+    def call(self, state: Any, z: torch.Tensor, x: torch.Tensor) -> Any:
+        """The model on input ``x`` with the starting point set to ``z``."""
+        if self.module is None:
+            return functional_call(self.model, state, (z,))
+        with replaced(self.module, lambda: z):
+            return functional_call(self.model, state, (x,))
+
+
+def input_jacobians(
+    model: nn.Module, x: torch.Tensor, point: InputPoint | None = None
+) -> torch.Tensor:
+    """``(N, outputs, inputs)``: per-sample Jacobians of the flattened output w.r.t. the input
+    (or the starting ``point``). ``vmap`` over samples, or a loop where ``vmap`` cannot run the
+    model (data-dependent indexing, ``.item()``)."""
+    point = point or InputPoint(model, x)
     state = functional_state(model)
+    z = point.start()
 
-    def f(xi: torch.Tensor) -> torch.Tensor:
-        return functional_call(model, state, (xi.unsqueeze(0),)).reshape(-1)
+    def f(zi: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
+        return point.call(state, zi.unsqueeze(0), xi.unsqueeze(0)).reshape(-1)
 
-    jac = vmap(jacrev(f))(x)
+    try:
+        jac = vmap(jacrev(f))(z, x)
+    except (RuntimeError, NotImplementedError, ValueError):
+        jac = torch.stack([jacrev(f)(z[i], x[i]) for i in range(len(x))])
     return jac.reshape(len(x), jac.shape[1], -1)
 
 
-def layer_gains(model: nn.Module, x: torch.Tensor, seed: int) -> list[dict[str, Any]]:
-    """Squared-norm gain of a random input perturbation through each linear/conv layer.
+def layer_gains(
+    model: nn.Module,
+    x: torch.Tensor,
+    seed: int,
+    point: InputPoint | None = None,
+    skipped: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Squared-norm gain of a random input perturbation through each layer.
 
     One forward-mode pass (``torch.func.jvp``) carries the tangent v to every layer output.
+    Layers whose output has no batch dimension, and the token embedding itself (its input is
+    not perturbed), are left out (the former named in ``skipped`` with the reason).
     """
-    layers = weight_layers(model)
+    point = point or InputPoint(model, x)
+    layers = [(n, m) for n, m in weight_layers(model) if m is not point.module]
     state = functional_state(model)
+    z = point.start()
+    n = len(x)
 
     def outputs(inp: torch.Tensor) -> tuple[torch.Tensor, ...]:
         with recording(layers) as calls:
-            functional_call(model, state, (inp,))
-        return tuple(c.output for c in calls)
+            point.call(state, inp, x)
+        return tuple(
+            c.output if isinstance(c.output, torch.Tensor) else torch.zeros(0) for c in calls
+        )
 
+    with recording(layers) as calls, torch.no_grad():
+        point.call(state, z, x)
+    names = [c.name for c in calls]
     gen = torch.Generator().manual_seed(seed)
-    v = torch.randn(x.shape, generator=gen, dtype=x.dtype)
-    v = v / v.reshape(len(v), -1).norm(dim=1).reshape(-1, *[1] * (x.dim() - 1))
-    tangents = jvp(outputs, (x,), (v,))[1]
-    names = [name for name, _ in layers]
-    rows, previous = [], torch.ones(len(x), dtype=torch.float64)
+    v = torch.randn(z.shape, generator=gen, dtype=z.dtype)
+    v = v / v.reshape(n, -1).norm(dim=1).reshape(-1, *[1] * (z.dim() - 1))
+    tangents = jvp(outputs, (z,), (v,))[1]
+    rows, previous = [], torch.ones(n, dtype=torch.float64)
     # A layer applied several times (weight sharing) reports each application in order.
-    for name, tangent in zip(names * (len(tangents) // max(len(names), 1)), tangents, strict=False):
-        current = tangent.reshape(len(tangent), -1).double().pow(2).sum(1)
+    for name, tangent in zip(names, tangents, strict=False):
+        try:
+            current = per_sample(tangent, n).double().pow(2).sum(1)
+        except ValueError as err:
+            if skipped is not None:
+                skipped[name] = str(err)
+            continue
         ok = previous > 0
         gain = (current[ok] / previous[ok]).mean().item() if ok.any() else math.nan
         rows.append({"name": name, "gain": gain})
@@ -80,16 +192,21 @@ class JacobianProbe(Probe):
 
     def measure(self, model: nn.Module, batch: ProbeBatch, *, seed: int) -> dict[str, Any]:
         x = batch.x[: self.params.samples]
-        model.eval()
+        with frozen_statistics(model, x):
+            return self._measure(model, x, seed)
+
+    def _measure(self, model: nn.Module, x: torch.Tensor, seed: int) -> dict[str, Any]:
+        point = InputPoint(model, x)
         try:
-            jac = input_jacobians(model, x)
+            jac = input_jacobians(model, x, point)
         except RuntimeError as exc:
             raise ProbeError(
                 f"cannot differentiate the model w.r.t. its input: {str(exc).splitlines()[0]}"
             ) from None
         sv = torch.linalg.svdvals(jac.double()).flatten().sort(descending=True).values
         sq = sv.pow(2)
-        gains = layer_gains(model, x, seed)
+        skipped: dict[str, str] = {}
+        gains = layer_gains(model, x, seed, point, skipped)
         inner = [g["gain"] for g in gains[1:-1] if g["gain"] > 0] or [
             g["gain"] for g in gains if g["gain"] > 0
         ]
@@ -103,5 +220,7 @@ class JacobianProbe(Probe):
             "mean_gain": math.exp(sum(math.log(g) for g in inner) / len(inner))
             if inner
             else math.nan,
+            "wrt": "input" if point.name is None else f"output of {point.name}",
+            "skipped_layers": skipped,
             "n_samples": len(x),
         }

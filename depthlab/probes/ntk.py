@@ -16,9 +16,18 @@ Methods (all exact; they agree to roundoff):
 * ``auto``: the cheapest of ``layerwise`` and ``jacobian`` by a flop estimate among those whose
   Jacobians fit in ``memory_mb``, else ``ntvp``.
 
-The kernel is measured in eval mode, where f(x_i) depends on x_i alone (batch norm on its running
-statistics, no dropout): in train mode the outputs of one sample depend on the rest of the batch
-and on dropout draws, and a per-sample kernel is not defined.
+The kernel is measured in the probes' mode policy with the batch statistics of the N samples
+held fixed (``frozen_statistics``): f(x_i) then depends on x_i alone, with batch norm normalising
+it by the statistics training would use on this batch, and dropout off (in plain train mode the
+outputs of one sample depend on the rest of the batch and on dropout draws, and a per-sample
+kernel is not defined). Token models get the kernel of their parameters as usual; only inputs
+need not be continuous.
+
+Conditioning is computed in float64 (``precision``): the kernel of a float64 copy of the
+model, never the user's. A float32 kernel's smallest eigenvalues are lost below N·eps·λ_max
+(≈ 1.5e-5·λ_max at N = 128), far above the true ones of many transformers. Below the floor
+N·eps·λ_max of the precision used, λ_min is not resolved: ``condition_number`` is then the
+floor's value λ_max / (N·eps·λ_max) with ``condition_number_is_bound: true`` ("≥ that").
 
 ``relative_change``: a deep copy (never the user's model) takes ``train_steps`` full-batch steps
 of SGD or Adam on the probe batch (in eval mode, so that the function trained is the one whose
@@ -37,7 +46,13 @@ import torch
 from torch import nn
 
 from depthlab.exceptions import ProbeError
-from depthlab.probes.base import Probe, ProbeBatch, functional_state, register_probe
+from depthlab.probes.base import (
+    Probe,
+    ProbeBatch,
+    frozen_statistics,
+    functional_state,
+    register_probe,
+)
 from depthlab.probes.ntk_func import jacobian_kernel, ntvp_kernel
 from depthlab.probes.ntk_layerwise import candidate_layers, layerwise_kernel
 from depthlab.spec import Spec
@@ -61,6 +76,7 @@ class NTKParams(Spec):
     lr: float = 0.01
     return_kernel: bool = False
     memory_mb: float = 1024.0
+    precision: str = "float64"  # float64 | model: the dtype Θ is computed in
 
     def _check(self) -> None:
         check_range("samples", self.samples, 1)
@@ -69,6 +85,7 @@ class NTKParams(Spec):
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_range("lr", self.lr, 0.0, lo_open=True)
         check_range("memory_mb", self.memory_mb, 0.0, lo_open=True)
+        check_choice("precision", self.precision, ("float64", "model"))
 
 
 def choose_method(model: nn.Module, n: int, k: int, budget: int) -> str:
@@ -144,20 +161,44 @@ def empirical_ntk(
 def spectrum(theta: torch.Tensor, dtype: torch.dtype) -> dict[str, Any]:
     """Eigenvalues (descending), trace and condition number of the symmetrised Θ.
 
-    Θ is PSD; roundoff leaves eigenvalues of a singular Θ at ±N·eps·λ_max (eps of the model's
-    dtype). The eigenvalues are reported as computed, tiny negatives included; the condition
-    number is λ_max/λ_min when λ_min > N·eps·λ_max, and inf otherwise (numerically singular).
+    Θ is PSD; roundoff leaves eigenvalues of a singular Θ at ±N·eps·λ_max (eps of ``dtype``,
+    the precision Θ was computed in). The eigenvalues are reported as computed, tiny negatives
+    included; the condition number is λ_max/λ_min when λ_min > N·eps·λ_max (the floor), and
+    otherwise the floor's value 1/(N·eps) with ``condition_number_is_bound`` true: the true
+    condition number is at least that.
     """
-    sym = (theta + theta.T) / 2
+    sym = (theta.double() + theta.double().T) / 2
     ev = torch.linalg.eigvalsh(sym).flip(0)
     top, bottom = float(ev[0]), float(ev[-1])
-    tol = len(ev) * torch.finfo(dtype).eps * max(top, 0.0)
-    cond = top / bottom if top > 0 and bottom > tol else math.inf
+    floor = len(ev) * torch.finfo(dtype).eps * max(top, 0.0)
+    bound = not (top > 0 and bottom > floor)
+    if top <= 0:
+        cond = math.inf  # Θ = 0: no direction trains at all
+    elif bound:
+        cond = top / floor
+    else:
+        cond = top / bottom
     return {
         "eigenvalues": ev.tolist(),
         "condition_number": cond,
+        "condition_number_is_bound": bound,
+        "condition_floor": floor,
+        "precision": str(dtype).removeprefix("torch."),
         "trace": float(torch.trace(sym)),
     }
+
+
+def _in_float64(model: nn.Module, x: torch.Tensor) -> tuple[nn.Module, torch.Tensor] | None:
+    """A float64 copy of ``model`` and ``x`` (integer inputs stay as they are), or None when the
+    model cannot be copied or does not run in float64."""
+    try:
+        twin = copy.deepcopy(model).double()
+        x64 = x.double() if torch.is_floating_point(x) else x
+        with torch.no_grad():
+            twin(x64[:1])
+    except Exception:  # noqa: BLE001 - any user module: fall back to the model's dtype
+        return None
+    return twin, x64
 
 
 def _train_copy(model: nn.Module, batch: ProbeBatch, p: NTKParams) -> tuple[nn.Module, list]:
@@ -182,6 +223,16 @@ def _train_copy(model: nn.Module, batch: ProbeBatch, p: NTKParams) -> tuple[nn.M
     return clone, [losses[0], losses[-1]]
 
 
+def _cast_batch(batch: ProbeBatch, x: torch.Tensor, dtype: torch.dtype) -> ProbeBatch:
+    """The batch with floating inputs and targets in ``dtype`` (``x``: its cast first rows are
+    not reused: training uses the whole batch)."""
+    if x.dtype == batch.x.dtype and not batch.y.is_floating_point():
+        return batch
+    xs = batch.x.to(dtype) if batch.x.is_floating_point() else batch.x
+    ys = batch.y.to(dtype) if batch.y.is_floating_point() else batch.y
+    return dataclasses.replace(batch, x=xs, y=ys)
+
+
 @register_probe("ntk")
 class NTKProbe(Probe):
     """Empirical NTK spectrum (outputs traced) and, optionally, its change under training."""
@@ -191,15 +242,27 @@ class NTKProbe(Probe):
 
     def measure(self, model: nn.Module, batch: ProbeBatch, *, seed: int) -> dict[str, Any]:
         p = self.params
-        model.eval()
         x = batch.x[: p.samples]
-        theta, info = empirical_ntk(model, x, method=p.method, memory_mb=p.memory_mb, seed=seed)
-        dtype = next(iter(functional_state(model, detach=False)[0].values())).dtype
+        with frozen_statistics(model, x):
+            return self._measure(model, batch, x, seed)
+
+    def _measure(
+        self, model: nn.Module, batch: ProbeBatch, x: torch.Tensor, seed: int
+    ) -> dict[str, Any]:
+        p = self.params
+        first = next(iter(functional_state(model, detach=False)[0].values()), None)
+        dtype = torch.float32 if first is None else first.dtype
+        measured, xm = model, x
+        if p.precision == "float64" and dtype != torch.float64 and first is not None:
+            twin = _in_float64(model, x)
+            if twin is not None:
+                (measured, xm), dtype = twin, torch.float64
+        theta, info = empirical_ntk(measured, xm, method=p.method, memory_mb=p.memory_mb, seed=seed)
         result: dict[str, Any] = {**spectrum(theta, dtype), "n_samples": len(x), **info}
         if p.train_steps > 0:
-            clone, losses = _train_copy(model, batch, p)
+            clone, losses = _train_copy(measured, _cast_batch(batch, xm, dtype), p)
             moved, _ = empirical_ntk(
-                clone, x, method=info["method"], memory_mb=p.memory_mb, seed=seed
+                clone, xm, method=info["method"], memory_mb=p.memory_mb, seed=seed
             )
             base, change = float(theta.norm()), float((moved - theta).norm())
             if base > 0:

@@ -1,12 +1,19 @@
 """Signal propagation at the network's current weights (Poole et al. 2016; Schoenholz 2017).
 
-For every linear/conv layer l, over the batch: the pre-activation mean, variance and second
-moment q^l = E[h²] (mean field's length), the fraction of dead units of the activation that
-follows (no variation over the batch: a dead ReLU, a fully saturated tanh) and of saturated
-entries (|φ'(h)| < 5 % of φ'(0), for activations that saturate on both sides), and the mean
-correlation c^l = h_a·h_b / (‖h_a‖‖h_b‖) between the representations of input pairs. In the
-ordered phase c^l → 1 (inputs become indistinguishable); in the chaotic phase c^l → c* < 1.
-Measured in train mode, the forward pass training sees.
+For every layer l (``depthlab.probes.layers``: any module with a ≥ 2-D weight), over the
+batch: the pre-activation mean, variance and second moment q^l = E[h²] (mean field's length),
+the fraction of dead units of the activation that follows (no variation over the batch: a dead
+ReLU, a fully saturated tanh) and of saturated entries (|φ'(h)| < 5 % of φ'(0), for activations
+that saturate on both sides), and the mean correlation c^l = h_a·h_b / (‖h_a‖‖h_b‖) between the
+representations of input pairs. In the ordered phase c^l → 1 (inputs become indistinguishable);
+in the chaotic phase c^l → c* < 1.
+Measured in the probes' mode policy (``depthlab.probes.base``): batch statistics on, dropout
+off unless asked. Each layer's output is read per sample at its own batch dimension
+(``per_sample``); a layer whose output has none is listed under ``skipped_layers``.
+
+``second_moment_ratio`` is q^l at the last call over the first call of one *role*
+(``role_group``: the layers doing the same job at every depth, e.g. each block's MLP output),
+named by ``role``; the first and last layer in call order when no role repeats.
 """
 
 from __future__ import annotations
@@ -20,7 +27,13 @@ from torch import nn
 
 from depthlab.exceptions import ProbeError
 from depthlab.probes.base import Probe, ProbeBatch, register_probe
-from depthlab.probes.layers import ELEMENTWISE, WEIGHT_LAYERS, per_sample, recording
+from depthlab.probes.layers import (
+    ELEMENTWISE,
+    is_layer,
+    per_sample,
+    recording,
+    role_group,
+)
 from depthlab.spec import Spec
 from depthlab.spec.base import check_min
 
@@ -46,21 +59,28 @@ class SignalProbe(Probe):
         x = batch.x[: self.params.samples]
         if len(x) < 2:
             raise ProbeError("signal needs at least 2 input samples")
-        model.train()  # the forward pass training sees (batch statistics, dropout)
+        self.set_mode(model)
         hooked = [
             (n or "model", m)
             for n, m in model.named_modules()
-            if isinstance(m, WEIGHT_LAYERS + ELEMENTWISE)
+            if is_layer(m) or isinstance(m, ELEMENTWISE)
         ]
         with recording(hooked) as calls:  # layer and activation calls in the order they ran
             model(x)
-        if not any(isinstance(c.module, WEIGHT_LAYERS) for c in calls):
-            raise ProbeError("signal found no nn.Linear / nn.Conv layer in the model")
-        n_pairs = min(self.params.pairs, len(x) // 2)
+        if not any(is_layer(c.module) for c in calls):
+            raise ProbeError("signal found no layer (a module with a >= 2-D weight) in the model")
+        n, n_pairs = len(x), min(self.params.pairs, len(x) // 2)
         layers: list[dict[str, Any]] = []
+        skipped: dict[str, str] = {}
         for name, module, args, out in calls:
-            if isinstance(module, WEIGHT_LAYERS):
-                h = per_sample(out).double()
+            if is_layer(module):
+                try:
+                    if not isinstance(out, torch.Tensor):
+                        raise ValueError(f"its output is a {type(out).__name__}, not a tensor")
+                    h = per_sample(out, n).double()
+                except ValueError as err:
+                    skipped[name] = str(err)
+                    continue
                 layers.append(
                     {
                         "name": name,
@@ -74,19 +94,36 @@ class SignalProbe(Probe):
                     }
                 )
             elif layers and layers[-1]["dead_fraction"] is None:
-                a = per_sample(out).double()
+                try:
+                    a = per_sample(out, n).double()
+                    pre = per_sample(args[0], n)
+                except (ValueError, IndexError):
+                    continue
+                if a.shape != pre.shape:
+                    continue
                 span = a.max(0).values - a.min(0).values
                 scale = 1.0 + a.abs().mean(0)
                 layers[-1]["dead_fraction"] = (span <= 1e-8 * scale).double().mean().item()
-                layers[-1]["saturated_fraction"] = _saturated(module, per_sample(args[0]))
-        first, last = layers[0]["second_moment"], layers[-1]["second_moment"]
+                layers[-1]["saturated_fraction"] = _saturated(module, pre)
+        if not layers:
+            raise ProbeError(
+                "signal found no layer output with a batch dimension: "
+                + "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:3])
+            )
+        group, i, j = role_group([row["name"] for row in layers])
+        first, last = layers[i]["second_moment"], layers[j]["second_moment"]
         ratio = last / first if first > 0 else math.inf
         return {
             "layers": layers,
-            "input_correlation": _pair_correlation(per_sample(x).double(), n_pairs),
+            "input_correlation": _pair_correlation(per_sample(x).double(), n_pairs)
+            if torch.is_floating_point(x)
+            else None,
             "second_moment_ratio": ratio,
             "log10_second_moment_ratio": math.log10(ratio) if 0 < ratio < math.inf else None,
+            "role": group,
+            "role_layers": [layers[i]["name"], layers[j]["name"]],
             "final_correlation": layers[-1]["correlation"],
+            "skipped_layers": skipped,
             "n_samples": len(x),
         }
 

@@ -8,7 +8,9 @@ runs in flight (one queued behind each busy worker), so a claimed run starts soo
   ``spawn`` so no worker inherits the driver's torch thread pool, each using one torch thread.
   A worker that dies (killed, out of memory) takes the whole pool down: every run in it comes
   back *lost* (``{"state": "LOST"}``), the pool is restarted, and the driver re-runs each lost
-  run on its own, so only the run that kills a worker twice is recorded FAILED.
+  run on its own, so only the run that kills a worker twice is recorded FAILED. Workers die with
+  their driver: each one checks twice a second that the process that started it is still its
+  parent, and exits the moment it is not (a driver killed with ``kill -9`` leaves no orphan).
 * ``ray``: each run is a Ray task with ``num_cpus=1``. Without ``address`` a local Ray instance
   is started with ``workers`` CPUs and shut down at the end; with ``address`` (``auto`` or
   ``HOST:PORT``) the sweep joins that cluster and uses all its CPUs unless ``workers`` is
@@ -101,7 +103,27 @@ def _sigint_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def _init_worker() -> None:
+#: Seconds between two checks that a worker's driver is alive.
+PARENT_CHECK_SECONDS = 0.5
+
+
+def _watch_parent(parent: int, interval: float = PARENT_CHECK_SECONDS) -> None:
+    """Exit this process as soon as ``parent`` is no longer its parent (the driver died and the
+    worker was re-parented): a thread, so it works while a run holds the main thread."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)  # no cleanup: the driver that would read the result is gone
+            time.sleep(interval)
+
+    threading.Thread(target=watch, name="depthlab-parent-watch", daemon=True).start()
+
+
+def _init_worker(driver: int | None = None) -> None:
+    _watch_parent(os.getppid() if driver is None else driver)
     # Ctrl-C is the driver's to handle: it records what finished and stops the workers.
     # (Ignoring a signal discards one already pending; then it need not stay blocked.)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -130,6 +152,7 @@ class LocalExecutor(Executor):
                     max_workers=self.workers,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_init_worker,
+                    initargs=(os.getpid(),),
                 )
                 started = self._pool.submit(os.getpid)
             # A pool whose workers cannot start (e.g. a driver script read from stdin, which

@@ -303,6 +303,24 @@ def test_trace_unbiased_with_honest_interval(method):
     assert all(r["trace_method"] == method and r["hvp_count"] == 30 for r in runs)
 
 
+def test_auto_trace_is_exact_by_products_when_they_are_cheap():
+    """LayerNorm + residual (not piecewise linear): P products give tr H to rounding, and
+    auto takes them when they fit in ``exact_seconds``; Hutch++ when they do not."""
+    spec, in_shape = MODELS["resmlp_layernorm"]
+    model = build_model(spec, in_shape=in_shape, out_dim=N_CLASSES, seed=3)
+    batch = make_batch(in_shape)
+    exact = float(torch.trace(dense_hessian(model, batch)))
+    n = sum(p.numel() for p in model.parameters())
+    out = probe(estimators=["trace"], dtype="float64").run(model, batch)
+    assert out["trace_method"] == "exact" and out["hvp_count"] == n
+    assert f"exact by {n} Hessian-vector products" in out["trace_note"]
+    assert out["trace"] == pytest.approx(exact, rel=1e-9)
+    assert out["trace_ci"] == [out["trace"], out["trace"]]
+    cheap = probe(estimators=["trace"], exact_seconds=0.0, trace_products=30).run(model, batch)
+    # the first 32 products time the implementations; then the rest would not fit
+    assert cheap["trace_method"] == "hutch++" and cheap["hvp_count"] == 32 + 30
+
+
 def test_hutchpp_beats_hutchinson_on_a_decaying_spectrum():
     gen = torch.Generator().manual_seed(0)
     n, m = 300, 60
@@ -357,7 +375,7 @@ def test_slq_keeps_at_most_m_vectors_per_probe_and_survives_breakdown(monkeypatc
 def test_probe_output_is_json_safe_and_counts_products():
     spec, in_shape = MODELS["mlp"]
     model = build_model(spec, in_shape=in_shape, out_dim=N_CLASSES)
-    out = probe(top_k=2, trace_products=12, slq_probes=2, slq_steps=8).run(
+    out = probe(top_k=2, trace_products=12, slq_probes=2, slq_steps=8, exact_seconds=0.0).run(
         model, make_batch(in_shape)
     )
     json.dumps(out, allow_nan=False)

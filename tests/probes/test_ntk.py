@@ -267,9 +267,42 @@ def test_duplicate_inputs_make_the_kernel_singular():
     batch = _batch(8)
     x = torch.cat([batch.x[:4], batch.x[:1]])
     out = NTKProbe().run(model, ProbeBatch.from_tensors(x, torch.arange(5) % 3))
-    assert out["condition_number"] == math.inf
-    assert abs(out["eigenvalues"][-1]) < 1e-5 * out["eigenvalues"][0]
-    assert spectrum(torch.diag(torch.tensor([4.0, 1.0])), torch.float64)["condition_number"] == 4
+    # λ_min is below the float64 floor: the condition number is the floor's bound, not ∞
+    assert out["condition_number_is_bound"] and out["precision"] == "float64"
+    eps = torch.finfo(torch.float64).eps
+    assert out["condition_number"] == pytest.approx(1 / (5 * eps), rel=1e-12)
+    assert abs(out["eigenvalues"][-1]) < 1e-12 * out["eigenvalues"][0]
+    four = spectrum(torch.diag(torch.tensor([4.0, 1.0])), torch.float64)
+    assert four["condition_number"] == 4 and not four["condition_number_is_bound"]
+
+
+def test_float64_resolves_a_condition_number_float32_can_only_bound():
+    """Two nearly equal inputs: λ_min/λ_max ≈ 1e-9, under the float32 floor N·eps32 ≈ 1e-6 but
+    far above float64's. The float64 kernel's condition number matches a float64 oracle; the
+    model-precision one is the float32 floor's bound, and says so."""
+    torch.manual_seed(0)
+    model = build_model(ArchSpec(depth=2, width=32, act="tanh"), in_shape=(6,), out_dim=1)
+    x = torch.randn(8, 6)
+    x[7] = x[6] + 1e-4 * torch.randn(6)
+    batch = ProbeBatch.from_tensors(x, torch.randn(8, 1))
+    reference = torch.linalg.eigvalsh(oracle_ntk(_double(model), x.double()))
+    cond = float(reference[-1] / reference[0])
+    assert 1e7 < cond < 1e12  # the case: resolvable in float64, not in float32
+    exact = NTKProbe(NTKProbe.Params(samples=8)).run(model, batch)
+    assert not exact["condition_number_is_bound"]
+    assert exact["condition_number"] == pytest.approx(cond, rel=1e-4)
+    rough = NTKProbe(NTKProbe.Params(samples=8, precision="model")).run(model, batch)
+    assert rough["precision"] == "float32" and rough["condition_number_is_bound"]
+    assert rough["condition_number"] == pytest.approx(
+        1 / (8 * torch.finfo(torch.float32).eps), rel=1e-6
+    )
+    assert rough["condition_number"] < cond  # a lower bound, below the truth
+
+
+def _double(model: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(model).double()
 
 
 def test_model_untouched_and_training_happens_on_a_copy():

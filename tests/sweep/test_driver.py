@@ -238,10 +238,10 @@ def test_tpe_runs_budget_distinct_points_deterministically(tmp_path: Path) -> No
 # -- kill -9 the driver -------------------------------------------------------------------------
 
 
-def _driver(sweep_file: Path, store: Path) -> subprocess.Popen[bytes]:
+def _driver(sweep_file: Path, store: Path, workers: int = 1) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "depthlab.cli.main", "sweep", str(sweep_file)]
-        + ["--store", str(store), "--workers", "1", "--quiet"],
+        + ["--store", str(store), "--workers", str(workers), "--quiet"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -267,13 +267,66 @@ def _wait_for_progress(store_path: Path, proc: subprocess.Popen[bytes], complete
         time.sleep(0.05)
 
 
+def _left_in_group(pgid: int, within: float) -> list[str]:
+    """The processes of group ``pgid`` still alive ``within`` seconds from now (``pid: cmd``);
+    polls, so it returns as soon as the group is empty. Zombies count as gone."""
+    deadline = time.monotonic() + within
+    while True:
+        left = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+            state, group = fields[0], int(fields[2])
+            if group == pgid and state != "Z":
+                left.append(f"{entry.name}: {stat[stat.index('(') + 1 : stat.rindex(')')]}")
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_workers_die_with_a_killed_driver(tmp_path: Path) -> None:
+    """``kill -9`` of the driver mid-run: its two workers (and every other process it started)
+    are gone within seconds, not orphaned."""
+    sweep_file = tmp_path / "sweep.yaml"
+    data = {
+        "base": {**BASE, "train": {**BASE["train"], "epochs": 40}},
+        "axes": {"arch.depth": [1, 2, 3, 4, 5, 6]},
+        "seeds": [0, 1],
+    }
+    sweep_file.write_text(yaml.safe_dump(data))
+    store_path = tmp_path / "runs.db"
+    proc = _driver(sweep_file, store_path, workers=2)
+    try:
+        _wait_for_progress(store_path, proc, 0)  # a run finished: the workers are up and busy
+        assert proc.poll() is None, "the sweep ended before the kill; make its runs longer"
+        workers = [p for p in _left_in_group(proc.pid, 0) if not p.startswith(f"{proc.pid}:")]
+        assert len(workers) >= 2, workers
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        start = time.monotonic()
+        left = _left_in_group(proc.pid, within=10.0)
+        assert not left, f"processes outlived the killed driver: {left}"
+        assert time.monotonic() - start < 5.0
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 @pytest.mark.slow
 def test_kill_9_the_driver_at_random_moments_then_resume(tmp_path: Path) -> None:
     """Twelve SIGKILLs of the driver at random moments; then a resume finishes the sweep.
 
     After every kill the file passes ``PRAGMA integrity_check`` and every run that was COMPLETE
     before is still COMPLETE with the very same record. At the end every planned run is
-    COMPLETE exactly once. The driver is killed first; its orphaned worker a moment later.
+    COMPLETE exactly once. No worker outlives its killed driver by more than a few seconds.
     """
     sweep_file = tmp_path / "sweep.yaml"
     data = {
@@ -298,11 +351,10 @@ def test_kill_9_the_driver_at_random_moments_then_resume(tmp_path: Path) -> None
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        time.sleep(0.05)
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # the orphaned worker, if any
-        except ProcessLookupError:
-            pass
+        left = _left_in_group(proc.pid, within=5.0)
+        if left:  # clean up before failing, so no worker outlives the test either
+            os.killpg(proc.pid, signal.SIGKILL)
+        assert not left, f"processes outlived the killed driver: {left}"
         if not store_path.exists():
             continue
         with SQLiteStore(store_path) as store:
