@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -115,3 +116,23 @@ def test_the_table_lists_failures_and_marks_a_bound(capsys):
     d["ntk"]["condition_number_is_bound"] = False
     print_diagnoses([d])
     assert "≥" not in capsys.readouterr().out
+
+
+def test_a_model_returning_an_output_object_gets_the_wrapper_hint():
+    from depthlab import ProbeError
+    from depthlab.diagnose import check_input
+
+    class Output:
+        def __init__(self, logits: torch.Tensor) -> None:
+            self.logits = logits
+
+    class HFLike(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(6, 3)
+
+        def forward(self, x: torch.Tensor) -> Output:
+            return Output(self.lin(x))
+
+    with pytest.raises(ProbeError, match=r"returns Output.*model\(x\)\.logits"):
+        check_input(HFLike(), _batch())
