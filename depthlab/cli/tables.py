@@ -79,7 +79,10 @@ def print_diagnoses(diagnoses: list[dict]) -> None:
         table.add_row(
             d["name"],
             verdict,
-            *(_g(_headline(d, probe, key)) for probe, key in HEADLINE),
+            *(
+                ("≥ " if _is_bound(d, probe, key) else "") + _g(_headline(d, probe, key))
+                for probe, key in HEADLINE
+            ),
         )
     console = _console()
     console.print(table)
@@ -140,6 +143,11 @@ HEADLINE = (
 def _headline(d: dict, probe: str, key: str) -> object:
     value = (d.get(probe) or {}).get(key)
     return value[0] if isinstance(value, list) and value else value
+
+
+def _is_bound(d: dict, probe: str, key: str) -> bool:
+    """A value the probe could only bound from below (the NTK's numerical floor)."""
+    return bool((d.get(probe) or {}).get(f"{key}_is_bound"))
 
 
 def _g(v: object) -> str:

@@ -37,6 +37,7 @@ from depthlab.probes.base import (
     register_probe,
 )
 from depthlab.probes.layers import Call, hooked, per_sample, recording, weight_layers
+from depthlab.probes.ntk_func import quiet_vmap
 from depthlab.spec import Spec
 from depthlab.spec.base import check_min
 
@@ -129,7 +130,8 @@ def input_jacobians(
         return point.call(state, zi.unsqueeze(0), xi.unsqueeze(0)).reshape(-1)
 
     try:
-        jac = vmap(jacrev(f))(z, x)
+        with quiet_vmap():  # an op without a batching rule loops, with the same numbers
+            jac = vmap(jacrev(f))(z, x)
     except (RuntimeError, NotImplementedError, ValueError):
         jac = torch.stack([jacrev(f)(z[i], x[i]) for i in range(len(x))])
     return jac.reshape(len(x), jac.shape[1], -1)

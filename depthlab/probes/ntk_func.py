@@ -27,7 +27,7 @@ from depthlab.probes.base import functional_state
 
 
 @contextlib.contextmanager
-def _quiet_vmap() -> Iterator[None]:
+def quiet_vmap() -> Iterator[None]:
     with warnings.catch_warnings():
         # An op without a batching rule runs in a slow loop and warns; the numbers are the same.
         warnings.filterwarnings("ignore", message=".*performance drop.*")
@@ -52,7 +52,7 @@ def per_sample_jacobians(
 
     size = sum(v.numel() for v in wanted.values())
     try:
-        with _quiet_vmap():
+        with quiet_vmap():
             k = f(wanted, x[0]).numel()
             chunk = _chunk(budget, 4 * k * size, len(x))
             jac = vmap(jacrev(f), in_dims=(None, 0), chunk_size=chunk)(wanted, x)
@@ -109,7 +109,7 @@ def ntvp_kernel(
         return functional_call(model, {**fixed, **p}, (x,)).reshape(n, -1)
 
     try:
-        with _quiet_vmap():
+        with quiet_vmap():
             return _ntvp_columns(f_one, f_all, wanted, x, budget)
     except (RuntimeError, NotImplementedError) as exc:
         raise ProbeError(

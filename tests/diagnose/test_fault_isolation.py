@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -94,3 +95,44 @@ def test_the_cli_writes_the_json_and_exits_4_with_one_line(tmp_path):
     assert "cannot differentiate" in result["skipped"]["jacobian"]
     assert result["probes"]["signal"]["status"] == "ok" and "signal" in result
     assert "gradients failed: RuntimeError: custom kernel has no backward" in out.stdout
+
+
+def test_the_table_lists_failures_and_marks_a_bound(capsys):
+    from depthlab.cli.tables import print_diagnoses
+
+    d = {
+        "name": "net",
+        "verdict": "trainable",
+        "findings": [],
+        "ntk": {"condition_number": 3.5e13, "condition_number_is_bound": True},
+        "skipped": {"meanfield": "not an MLP"},
+        "failed": {"hessian": "RuntimeError: no double backward"},
+    }
+    print_diagnoses([d])
+    out = capsys.readouterr().out
+    assert "≥ 3.5e+13" in out
+    assert "net: meanfield skipped: not an MLP" in out
+    assert "net: hessian failed: RuntimeError: no double backward" in out
+    d["ntk"]["condition_number_is_bound"] = False
+    print_diagnoses([d])
+    assert "≥" not in capsys.readouterr().out
+
+
+def test_a_model_returning_an_output_object_gets_the_wrapper_hint():
+    from depthlab import ProbeError
+    from depthlab.diagnose import check_input
+
+    class Output:
+        def __init__(self, logits: torch.Tensor) -> None:
+            self.logits = logits
+
+    class HFLike(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(6, 3)
+
+        def forward(self, x: torch.Tensor) -> Output:
+            return Output(self.lin(x))
+
+    with pytest.raises(ProbeError, match=r"returns Output.*model\(x\)\.logits"):
+        check_input(HFLike(), _batch())

@@ -147,3 +147,59 @@ def test_the_cli_writes_the_json_and_exits_0(tmp_path):
     result = json.loads(out.read_text())
     assert all(s["status"] == "ok" for s in result["probes"].values())
     assert result["jacobian"]["wrt"].endswith("word_embeddings")
+
+
+def _gpt2() -> torch.nn.Module:
+    import transformers as t
+
+    config = t.GPT2Config(
+        vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=2, num_labels=CLASSES,
+        pad_token_id=0, bos_token_id=1, eos_token_id=1, attn_implementation="sdpa",
+    )  # fmt: skip
+    return HF.Logits(t.GPT2ForSequenceClassification(config))
+
+
+def _swin() -> torch.nn.Module:
+    import transformers as t
+
+    config = t.SwinConfig(
+        image_size=16, patch_size=2, num_channels=3, embed_dim=16, depths=[1, 1],
+        num_heads=[2, 2], window_size=4, num_labels=CLASSES, attn_implementation="sdpa",
+    )  # fmt: skip
+    return HF.Logits(t.SwinForImageClassification(config))
+
+
+@pytest.mark.parametrize("name", ["gpt2", "swin"])
+def test_gpt2_conv1d_layers_and_swin_windows(name):
+    """GPT-2: HF Conv1D layers are found, its per-token score head is pooled at the last
+    token; Swin: window-partitioned layers are read per sample."""
+    torch.manual_seed(0)
+    model = _gpt2() if name == "gpt2" else _swin()
+    x, y = _data("bert" if name == "gpt2" else "vit")
+    probes = ("signal", "gradients", "jacobian", "collapse")
+    result = diagnose(model, ProbeBatch.from_tensors(x, y), DiagnoseOptions(probes=probes))
+    assert all(s["status"] == "ok" for s in result["probes"].values()), result["probes"]
+    assert result["coverage"]["fraction"] > 0.95
+    names = [r["name"] for r in result["gradients"]["layers"]]
+    if name == "gpt2":
+        assert "Conv1D" in result["coverage"]["layer_types"]
+        assert "model.transformer.h.1.mlp.c_fc" in names
+        assert result["gradients"]["role"] == "model.transformer.h.*.mlp.c_proj"
+        assert result["collapse"]["n_samples"] == N  # one pooled feature vector per sample
+        assert result["jacobian"]["wrt"] == "output of model.transformer.wte"
+    else:
+        # the attention projections run on (N · windows, tokens, C): read per sample
+        row = next(r for r in result["signal"]["layers"] if r["name"].endswith("q_proj"))
+        assert result["signal"]["skipped_layers"] == {}
+        seen = []
+        module = dict(model.named_modules())[row["name"]]
+        handle = module.register_forward_hook(lambda m, a, out: seen.append(out.detach()))
+        with torch.no_grad():
+            model.eval()(x)  # no batch norm in Swin: the mode policy is eval mode
+        handle.remove()
+        assert seen[0].shape[0] == 4 * N  # four windows per sample, batch-major
+        h = seen[0].reshape(N, -1).double()  # one vector per sample, not per window
+        a, b = h[0::2], h[1::2]
+        corr = ((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))).mean().item()
+        assert row["correlation"] == pytest.approx(corr, rel=1e-6)
+    assert result["jacobian"]["mean_squared_singular_value"] > 0

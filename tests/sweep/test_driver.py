@@ -351,7 +351,7 @@ def test_kill_9_the_driver_at_random_moments_then_resume(tmp_path: Path) -> None
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        left = _left_in_group(proc.pid, within=5.0)
+        left = _left_in_group(proc.pid, within=15.0)
         if left:  # clean up before failing, so no worker outlives the test either
             os.killpg(proc.pid, signal.SIGKILL)
         assert not left, f"processes outlived the killed driver: {left}"
