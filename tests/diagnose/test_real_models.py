@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from depthlab.diagnose import DEFAULT_PROBES, DiagnoseOptions, diagnose
+from depthlab.diagnose import ALL_PROBES, DiagnoseOptions, diagnose
 from depthlab.probes import ProbeBatch
 from depthlab.testing.cli import run_cli
 
@@ -57,13 +57,13 @@ def diagnosed(request):  # noqa: ANN201
     torch.manual_seed(0)
     model = getattr(HF, request.param)()
     x, y = _data(request.param)
-    options = DiagnoseOptions(ntk_samples=32, batch_size=16)
+    options = DiagnoseOptions(probes=ALL_PROBES, ntk_samples=32, batch_size=16)
     return request.param, model, x, y, diagnose(model, ProbeBatch.from_tensors(x, y), options)
 
 
 def test_every_probe_runs_or_is_skipped_with_a_reason(diagnosed):
     name, _, _, _, result = diagnosed
-    assert set(result["probes"]) == set(DEFAULT_PROBES)
+    assert set(result["probes"]) == set(ALL_PROBES)
     assert result["failed"] == {}
     for probe, status in result["probes"].items():
         assert status["status"] in ("ok", "skipped"), (probe, status)
@@ -71,8 +71,10 @@ def test_every_probe_runs_or_is_skipped_with_a_reason(diagnosed):
             assert status["reason"] and probe not in result
         else:
             assert probe in result
-    # mean-field theory covers plain MLPs only; everything else measures these networks
-    assert {p for p, s in result["probes"].items() if s["status"] == "skipped"} == {"meanfield"}
+    # mean-field theory covers plain MLPs only, and input-pair correlations need real-valued
+    # inputs (BERT's are token ids); everything else measures these networks
+    expected = {"meanfield", "correlation"} if name == "bert" else {"meanfield"}
+    assert {p for p, s in result["probes"].items() if s["status"] == "skipped"} == expected
     json.dumps(result, allow_nan=True)
 
 
