@@ -12,9 +12,10 @@ in train mode, and every other module is in eval mode: dropout, attention dropou
 depth are off unless ``run(..., dropout=True)`` asks for them. Probes that need a per-sample
 function (Jacobians, the NTK, the Hessian) hold the batch statistics of their probe batch fixed
 (``frozen_statistics``): batch norm then normalises every sample by the statistics the whole
-batch had in train mode. Attention is computed by the math kernel of
-``scaled_dot_product_attention`` (``attention_math``), the one kernel with forward-mode and
-double-backward derivatives, so every probe sees the same function.
+batch had in train mode, and dropout stays off (a per-sample function has no dropout draws).
+Attention is computed by the math kernel of ``scaled_dot_product_attention``
+(``attention_math``), the one kernel with forward-mode and double-backward derivatives, so every
+probe sees the same function.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ class Probe(abc.ABC):
 MODE = {
     "normalization": "train (batch statistics)",
     "dropout": "off",
-    "per_sample": "batch statistics of the probe batch, held fixed",
+    "per_sample": "batch statistics of the probe batch, held fixed; dropout off",
     "attention": "math kernel",
 }
 
