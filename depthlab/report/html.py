@@ -75,9 +75,13 @@ def write_report(
         skipped = "".join(
             f"<div class='skip'>{html.escape(k)} skipped: {html.escape(v)}</div>"
             for k, v in d.get("skipped", {}).items()
+        ) + "".join(
+            f"<div class='skip bad'>{html.escape(k)} failed: {html.escape(v)}</div>"
+            for k, v in d.get("failed", {}).items()
         )
         sections.append(
-            f"<h2>{html.escape(d['name'])}: {html.escape(d['verdict'])}</h2>{items}{skipped}"
+            f"<h2>{html.escape(d['name'])}: {html.escape(d['verdict'])}</h2>"
+            f"{_odds(d)}{_actual(d)}{items}{skipped}"
         )
     images = "".join(
         f"<h2>{html.escape(name)}</h2><img src='{path.name}' alt='{name} plot'>"
@@ -97,3 +101,27 @@ def write_report(
     path = out / "index.html"
     path.write_text(page)
     return path
+
+
+def _odds(d: dict[str, Any]) -> str:
+    """P(trains), who decided, and the setup the verdict is for."""
+    if not isinstance(d.get("p_trains"), int | float) or "decided_by" not in d:
+        return ""
+    setup = d.get("setup") or {}
+    assumed = " (assumed: no training setup was given)" if setup.get("assumed") else ""
+    return (
+        f"<p>P(trains) = {d['p_trains']:.2f}, decided by {html.escape(str(d['decided_by']))}, "
+        f"for {html.escape(str(setup.get('optimizer')))} at lr {setup.get('lr', 0.0):.3g} over "
+        f"{setup.get('budget_steps')} steps{assumed}</p>"
+    )
+
+
+def _actual(d: dict[str, Any]) -> str:
+    """What training made of the network, when the diagnosis carries it (the demo)."""
+    training = d.get("training") or {}
+    acc = training.get("test_accuracy")
+    if not isinstance(acc, int | float):
+        return ""
+    trained = training.get("trained")
+    word = "" if trained is None else (", trained" if trained else ", did not train")
+    return f"<p>After training: test accuracy {acc:.1%}{word}</p>"
