@@ -5,6 +5,7 @@ Every user error prints one line on stderr and exits non-zero; see ``EXIT_CODES_
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import traceback
@@ -57,6 +58,9 @@ def set_threads(threads: int) -> None:
 
 
 PROBES_HELP = "Comma-separated probes (default: all)."
+
+
+GRAPH_PROBES = ("smoothing", "homophily")  # added to the defaults for a graph network
 
 
 def _probe_names(probes: str | None) -> tuple[str, ...]:
@@ -208,6 +212,7 @@ def diagnose(
     from depthlab.diagnose.sources import (
         Subject,
         dataset_batch,
+        dataset_source,
         load_factory,
         npz_batch,
         spec_subjects,
@@ -245,10 +250,13 @@ def diagnose(
                 if batch.task == "classification"
                 else (batch.y.shape[1] if batch.y.dim() > 1 else 1)
             )
+            graph = None
         else:
             data_spec = specs[0].data if data is None else DataSpec(name=data, seed=seed)
-            batch, in_shape, out_dim = dataset_batch(data_spec, loss)
-        subjects = spec_subjects(specs, in_shape, out_dim)
+            batch, in_shape, out_dim, graph = dataset_source(data_spec, loss)
+        subjects = spec_subjects(specs, in_shape, out_dim, graph)
+        if graph is not None and probes is None:
+            options = dataclasses.replace(options, probes=(*names, *GRAPH_PROBES))
     results = [
         run_diagnosis(s.model, batch, options, name=s.name, rebuild=s.rebuild) for s in subjects
     ]
