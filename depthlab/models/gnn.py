@@ -9,7 +9,8 @@ N(i) the neighbours of i and Â = D̃^{-1/2}(A + I)D̃^{-1/2} (Kipf & Welling 20
   ``nn.Linear`` output the layer's pre-activation.
 - ``sage``: W·[h_i ‖ mean_{j∈N(i)} h_j] (Hamilton et al. 2017).
 - ``gin``: MLP((1 + ε)h_i + Σ_{j∈N(i)} h_j), ε learnable from 0, a two-layer MLP (Xu et al.
-  2019); the sum is what lets GIN separate multisets that mean and max cannot.
+  2019); the sum is what lets GIN separate multisets that mean and max cannot (``aggr: mean``
+  or ``max`` replaces it, for comparison).
 - ``gat``: Σ_{j∈N(i)∪{i}} α_ij W h_j with α_ij = softmax_j LeakyReLU(a_dᵀWh_i + a_sᵀWh_j),
   ``heads`` heads of width/heads concatenated (Veličković et al. 2018); a starts at 0 (uniform
   attention).
@@ -190,7 +191,8 @@ def sage(spec: ArchSpec, parts: Parts, in_shape: tuple[int, ...], out_dim: int) 
 @register_arch("gin")
 def gin(spec: ArchSpec, parts: Parts, in_shape: tuple[int, ...], out_dim: int) -> nn.Module:
     """Graph isomorphism network, GIN-ε with sum aggregation (Xu et al. 2019)."""
-    return _net(spec, parts, in_shape, out_dim, GINLayer)
+    aggr = {"sum": "add", "mean": "mean", "max": "max"}[spec.aggr]
+    return _net(spec, parts, in_shape, out_dim, lambda p, w: GINLayer(p, w, aggr))
 
 
 @register_arch("gat")

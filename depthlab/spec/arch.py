@@ -14,6 +14,7 @@ RESIDUAL_SCALINGS = ("none", "fixed", "inv_sqrt_depth", "rezero")
 DROPOUT_KINDS = ("auto", "standard", "alpha")
 NORM_PLACEMENTS = ("pre", "post")
 SHEAF_MAPS = ("diagonal", "orthogonal", "general")
+AGGREGATIONS = ("sum", "mean", "max")
 
 Component = str | Callable[..., Any]
 
@@ -40,7 +41,8 @@ class ArchSpec(Spec):
     Graph families (``gcn``, ``sage``, ``gin``, ``gat``, ``dagnn``, ``graph_transformer``,
     ``sheaf``) count message-passing layers in ``depth`` and use ``initial_residual`` (GCNII's
     α: each layer propagates (1 − α)·ÂH + α·H⁰), ``heads`` (attention heads), ``sheaf_maps``
-    and ``stalk_dim`` (neural sheaf diffusion) and ``pe_dim`` (Laplacian positional encodings).
+    and ``stalk_dim`` (neural sheaf diffusion), ``pe_dim`` (Laplacian positional encodings) and
+    ``aggr`` (``gin``'s neighbour aggregation: sum, mean or max).
     """
 
     family: str = "mlp"
@@ -64,6 +66,7 @@ class ArchSpec(Spec):
     sheaf_maps: str = "diagonal"
     stalk_dim: int = 2
     pe_dim: int = 4
+    aggr: str = "sum"
 
     def _check(self) -> None:
         check_component("family", self.family, reg.ARCHS)
@@ -95,6 +98,7 @@ class ArchSpec(Spec):
         check_choice("sheaf_maps", self.sheaf_maps, SHEAF_MAPS)
         check_min("stalk_dim", self.stalk_dim, 1)
         check_min("pe_dim", self.pe_dim, 0)
+        check_choice("aggr", self.aggr, AGGREGATIONS)
 
     def widths(self) -> tuple[int, ...]:
         """One width per hidden layer."""
