@@ -69,9 +69,20 @@ def sheaf_laplacian_dense(maps: torch.Tensor, edge_index: torch.Tensor, n: int) 
     return delta.T @ delta
 
 
-def _inv_sqrt(m: torch.Tensor) -> torch.Tensor:
-    vals, vecs = torch.linalg.eigh(m)
-    return vecs @ torch.diag_embed(vals.clamp_min(1e-12).rsqrt()) @ vecs.transpose(-1, -2)
+def inv_sqrt_spd(m: torch.Tensor, iterations: int = 20) -> torch.Tensor:
+    """M^{-1/2} of a batch of SPD matrices by the coupled Newton–Schulz iteration.
+
+    Unlike ``eigh``, whose gradient is infinite when two eigenvalues coincide (the diagonal of a
+    sheaf's degree matrix often has repeats), every step is a matrix product, so autograd is
+    finite. M is scaled by its Frobenius norm first, which puts its spectrum in (0, 1] where
+    the iteration converges (quadratically, for the well-conditioned I + Σ FᵀF used here)."""
+    norm = m.flatten(-2).norm(dim=-1)[..., None, None]
+    eye = torch.eye(m.shape[-1], dtype=m.dtype).expand_as(m)
+    y, z = m / norm, eye
+    for _ in range(iterations):
+        t = 0.5 * (3 * eye - z @ y)
+        y, z = y @ t, t @ z
+    return z / norm.sqrt()
 
 
 class SheafLayer(GraphLayer):
@@ -89,10 +100,13 @@ class SheafLayer(GraphLayer):
         self.act = parts.act()
         self.post = nn.Sequential(parts.norm(width), parts.dropout())
 
+    def _coefficients(self, h: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        src, dst = edge_index
+        return self.phi(torch.cat([h[dst], h[src]], dim=-1))
+
     def restriction_maps(self, h: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         """F_{dst◁e} for every directed edge, (E, d, d)."""
-        src, dst = edge_index
-        raw = self.phi(torch.cat([h[dst], h[src]], dim=-1))
+        raw = self._coefficients(h, edge_index)
         d = self.d
         if self.kind == "diagonal":
             return torch.diag_embed(torch.tanh(raw))
@@ -108,13 +122,22 @@ class SheafLayer(GraphLayer):
 
         n = len(h)
         edge_index, rev = ctx["edge_index"], ctx["reverse"]
-        maps = self.restriction_maps(h, edge_index)
-        eye = torch.eye(self.d, dtype=h.dtype)
-        gram = scatter(maps.transpose(1, 2) @ maps, edge_index[1], 0, dim_size=n, reduce="sum")
-        d_inv_sqrt = _inv_sqrt(gram + eye)  # (N, d, d)
         x = h.view(n, self.d, self.f)
         y = self.w2(self.w1(x.transpose(1, 2)).transpose(1, 2))  # (I ⊗ W₁) X W₂
-        y = d_inv_sqrt @ sheaf_laplacian_apply(d_inv_sqrt @ y, maps, edge_index, rev)
+        if self.kind == "diagonal":
+            # diagonal maps as vectors: the same Δ_F with elementwise products, no tiny matmuls
+            m = torch.tanh(self._coefficients(h, edge_index)).unsqueeze(-1)  # (E, d, 1)
+            src, dst = edge_index
+            scale = (scatter(m * m, dst, 0, dim_size=n, reduce="sum") + 1).rsqrt()  # (N, d, 1)
+            y = scale * y
+            diff = m * y[dst] - m[rev] * y[src]
+            y = scale * scatter(m * diff, dst, 0, dim_size=n, reduce="sum")
+        else:
+            maps = self.restriction_maps(h, edge_index)
+            eye = torch.eye(self.d, dtype=h.dtype)
+            gram = scatter(maps.transpose(1, 2) @ maps, edge_index[1], 0, dim_size=n, reduce="sum")
+            d_inv_sqrt = inv_sqrt_spd(gram + eye)  # (N, d, d)
+            y = d_inv_sqrt @ sheaf_laplacian_apply(d_inv_sqrt @ y, maps, edge_index, rev)
         out = x - self.act(y)
         return self.post(out.reshape(n, -1))
 

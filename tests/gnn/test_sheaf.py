@@ -111,3 +111,56 @@ def test_dagnn_weighs_its_propagation_steps_per_node():
     steps = [torch.linalg.matrix_power(a_hat, k) @ z for k in range(5)]
     expected = sum(torch.sigmoid(model.gate(h)) * h for h in steps)
     torch.testing.assert_close(model(x), expected)
+
+
+def test_newton_schulz_inverse_square_root_and_its_gradient_at_repeated_eigenvalues():
+    from depthlab.models.sheaf import inv_sqrt_spd
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(5, 3, 3, generator=g, dtype=torch.float64)
+    m = torch.eye(3, dtype=torch.float64) + a @ a.transpose(1, 2)
+    vals, vecs = torch.linalg.eigh(m)
+    exact = vecs @ torch.diag_embed(vals.rsqrt()) @ vecs.transpose(1, 2)
+    torch.testing.assert_close(inv_sqrt_spd(m), exact)
+    # 3·I has one eigenvalue three times: eigh's gradient is not finite there, this one is
+    iso = (3 * torch.eye(3, dtype=torch.float64)).requires_grad_()
+    inv_sqrt_spd(iso[None]).sum().backward()
+    assert bool(torch.isfinite(iso.grad).all())
+    torch.testing.assert_close(
+        inv_sqrt_spd(iso[None].detach())[0], torch.eye(3, dtype=torch.float64) / 3**0.5
+    )
+
+
+@pytest.mark.parametrize("kind", ["diagonal", "general", "orthogonal"])
+def test_sheaf_trains_on_a_csbm_without_diverging(kind):
+    from depthlab import DataSpec, RunSpec, TrainSpec, run
+
+    spec = RunSpec(
+        arch=ArchSpec(family="sheaf", depth=2, width=8, stalk_dim=2, sheaf_maps=kind),
+        data=DataSpec(name="csbm", n_samples=120, n_classes=2, homophily=0.2),
+        train=TrainSpec(optimizer="adam", lr=0.01, epochs=5, batch_size=0),
+    )
+    result = run(spec, progress=False)
+    assert result.state.value == "COMPLETE", result.error
+
+
+def test_the_diagonal_fast_path_equals_the_matrix_path():
+    """A diagonal-map layer against the same layer computed with (E, d, d) matrices."""
+    ei = _graph()
+    spec = ArchSpec(family="sheaf", depth=1, width=6, stalk_dim=D, sheaf_maps="diagonal")
+    model = build_model(spec, in_shape=(4,), out_dim=2, graph=ei).double().eval()
+    layer = model.layers[0]
+    h = torch.randn(N, 6, dtype=torch.float64)
+    ctx = model.prepare(h, ei)
+    fast = layer(h, h, ctx)
+    from depthlab.models.sheaf import sheaf_laplacian_apply
+
+    m = layer.restriction_maps(h, ei)
+    gram = torch.zeros(N, D, D, dtype=torch.float64).index_add_(0, ei[1], m.transpose(1, 2) @ m)
+    vals, vecs = torch.linalg.eigh(gram + torch.eye(D, dtype=torch.float64))
+    dis = vecs @ torch.diag_embed(vals.rsqrt()) @ vecs.transpose(1, 2)
+    x = h.view(N, D, 2)
+    y = layer.w2(layer.w1(x.transpose(1, 2)).transpose(1, 2))
+    y = dis @ sheaf_laplacian_apply(dis @ y, m, ei, reverse_edges(ei, N))
+    slow = layer.post((x - layer.act(y)).reshape(N, -1))
+    torch.testing.assert_close(fast, slow)
