@@ -64,6 +64,9 @@ PROBES_HELP = (
 )
 
 
+GRAPH_PROBES = ("smoothing", "homophily")  # added to the defaults for a graph network
+
+
 def _probe_names(probes: str | None) -> tuple[str, ...]:
     """``--probes a,b``: the names given (blanks dropped); ``all``: every probe; no option: the
     default probes."""
@@ -254,6 +257,7 @@ def diagnose(
     from depthlab.diagnose.sources import (
         Subject,
         dataset_batch,
+        dataset_source,
         load_factory,
         npz_batch,
         spec_subjects,
@@ -299,12 +303,15 @@ def diagnose(
                 if batch.task == "classification"
                 else (batch.y.shape[1] if batch.y.dim() > 1 else 1)
             )
+            graph = None
         else:
             data_spec = specs[0].data if data is None else DataSpec(name=data, seed=seed)
             # the run file's own loss unless --loss says otherwise
             run_loss = specs[0].train.loss if loss == "auto" else loss
-            batch, in_shape, out_dim = dataset_batch(data_spec, run_loss)
-        subjects = spec_subjects(specs, in_shape, out_dim)
+            batch, in_shape, out_dim, graph = dataset_source(data_spec, run_loss)
+        subjects = spec_subjects(specs, in_shape, out_dim, graph)
+        if graph is not None and probes is None:
+            options = dataclasses.replace(options, probes=(*names, *GRAPH_PROBES))
     results = []
     for s in subjects:
         setup = _train_setup(s.spec.train if s.spec else None, optimizer, lr, steps, len(batch.x))

@@ -34,12 +34,19 @@ class RawData:
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
     source: str = ""
+    edge_index: np.ndarray | None = None
+    masks: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
     """Train/val/test tensors. ``task`` is classification (integer ``y``, ``n_classes`` > 0) or
-    regression (float ``y`` of shape ``(N, out_dim)``). ``x`` is float32 ``(N, *in_shape)``."""
+    regression (float ``y`` of shape ``(N, out_dim)``). ``x`` is float32 ``(N, *in_shape)``.
+
+    A graph (``edge_index`` set, 2×E, both directions of every edge) is one set of N nodes: every
+    split holds all nodes' ``x`` and ``y`` (a graph network needs the whole graph), and
+    ``masks[part]`` (boolean, N) says which nodes the split scores.
+    """
 
     name: str
     task: str
@@ -50,6 +57,16 @@ class Dataset:
     x_test: torch.Tensor
     y_test: torch.Tensor
     n_classes: int
+    edge_index: torch.Tensor | None = None
+    masks: dict[str, torch.Tensor] | None = None
+
+    @property
+    def is_graph(self) -> bool:
+        return self.edge_index is not None
+
+    def mask(self, part: str) -> torch.Tensor | None:
+        """The boolean node mask of ``part`` for a graph; None otherwise."""
+        return None if self.masks is None else self.masks[part]
 
     @property
     def in_shape(self) -> tuple[int, ...]:
@@ -66,6 +83,8 @@ class Dataset:
         return getattr(self, f"x_{part}"), getattr(self, f"y_{part}")
 
     def sizes(self) -> dict[str, int]:
+        if self.masks is not None:
+            return {p: int(self.masks[p].sum()) for p in ("train", "val", "test")}
         return {p: len(self.split(p)[1]) for p in ("train", "val", "test")}
 
 
@@ -109,6 +128,8 @@ def load_data(spec: DataSpec) -> Dataset:
     check_arrays(raw.x, raw.y, source)
     task = infer_task(raw.y, spec.task, source)
     rng = np.random.default_rng(spec.seed)
+    if raw.edge_index is not None:
+        return _graph_dataset(spec, raw, source, task, rng)
     if raw.x_test is not None and raw.y_test is not None:
         check_arrays(raw.x_test, raw.y_test, f"{source} (test)")
         x_rest, y_rest, x_test, y_test = raw.x, raw.y, raw.x_test, raw.y_test
@@ -154,6 +175,52 @@ def load_data(spec: DataSpec) -> Dataset:
         x_test=tensors["test"][0],
         y_test=tensors["test"][1],
         n_classes=n_classes,
+    )
+
+
+def _graph_dataset(
+    spec: DataSpec, raw: RawData, source: str, task: str, rng: np.random.Generator
+) -> Dataset:
+    """A graph: checked, undirected, its nodes split by masks, features standardised on the
+    training nodes."""
+    from depthlab.data.graphs import check_graph, node_masks, undirected
+
+    assert raw.edge_index is not None
+    check_graph(raw.x, raw.y, raw.edge_index, raw.masks, source)
+    n = len(raw.x)
+    masks = node_masks(n, raw.masks, spec, rng)
+    x = raw.x.astype(np.float64)
+    if spec.standardize:
+        mean, std = _moments(x[masks["train"]])
+        x = (x - mean) / std
+    y = raw.y
+    if task == "regression":
+        y = _as_2d(y).astype(np.float64)
+        if spec.standardize:
+            ymean, ystd = _moments(y[masks["train"]])
+            y = (y - ymean) / ystd
+        n_classes = 0
+    else:
+        if y.ndim != 1:
+            raise DataError(f"{source}: y must hold one class label per node, got {y.shape}")
+        if y.min() < 0:
+            raise DataError(f"{source}: class labels must be >= 0, found {int(y.min())}")
+        n_classes = int(y.max()) + 1
+        if n_classes < 2:
+            raise DataError(f"{source}: classification needs at least 2 classes in y")
+    xt, yt = _x_tensor(x), _y_tensor(y, task)
+    return Dataset(
+        name=spec.name,
+        task=task,
+        x_train=xt,
+        y_train=yt,
+        x_val=xt,
+        y_val=yt,
+        x_test=xt,
+        y_test=yt,
+        n_classes=n_classes,
+        edge_index=undirected(raw.edge_index, n),
+        masks={k: torch.from_numpy(v.copy()) for k, v in masks.items()},
     )
 
 

@@ -38,10 +38,19 @@ def read_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{p}: not a readable .npz file ({exc})") from None
 
 
-@register_dataset("npz", "a user's .npz file with arrays x (samples first) and y; data.path")
+@register_dataset(
+    "npz",
+    "a user's .npz file with arrays x (samples first) and y; data.path. With edge_index (2×E) "
+    "it is a graph (x: N×F node features), optionally with train_mask/val_mask/test_mask",
+)
 def npz(spec: DataSpec) -> RawData:
-    x, y = read_npz(_path(spec, ".npz"))
-    return RawData(x, y, source=spec.path)
+    from depthlab.data.graphs import read_graph_extras
+
+    path = _path(spec, ".npz")
+    x, y = read_npz(path)
+    with np.load(path, allow_pickle=False) as z:
+        edge_index, masks = read_graph_extras(z)
+    return RawData(x, y, source=spec.path, edge_index=edge_index, masks=masks)
 
 
 @register_dataset("csv", "a user's .csv file with a header row; data.path and data.target")

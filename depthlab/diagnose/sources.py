@@ -68,13 +68,21 @@ def load_factory(target: str) -> nn.Module:
     return model
 
 
-def spec_subjects(specs: list[RunSpec], in_shape: tuple[int, ...], out_dim: int) -> list[Subject]:
-    """Models built from run specs at their train seeds, rebuildable at any seed."""
+def spec_subjects(
+    specs: list[RunSpec],
+    in_shape: tuple[int, ...],
+    out_dim: int,
+    graph: torch.Tensor | None = None,
+) -> list[Subject]:
+    """Models built from run specs at their train seeds, rebuildable at any seed; graph
+    families run on ``graph``."""
     subjects = []
     for i, spec in enumerate(specs):
 
         def rebuild(seed: int, spec: RunSpec = spec) -> nn.Module:
-            return build_model(spec.arch, in_shape=in_shape, out_dim=out_dim, seed=seed)
+            return build_model(
+                spec.arch, in_shape=in_shape, out_dim=out_dim, seed=seed, graph=graph
+            )
 
         subjects.append(
             Subject(spec.name or f"run{i}", rebuild(spec.train.seed), rebuild, spec=spec)
@@ -84,9 +92,18 @@ def spec_subjects(specs: list[RunSpec], in_shape: tuple[int, ...], out_dim: int)
 
 def dataset_batch(spec: DataSpec, loss: str = "auto") -> tuple[ProbeBatch, tuple[int, ...], int]:
     """The training split of a registered dataset, with its input shape and output size."""
+    batch, in_shape, out_dim, _ = dataset_source(spec, loss)
+    return batch, in_shape, out_dim
+
+
+def dataset_source(
+    spec: DataSpec, loss: str = "auto"
+) -> tuple[ProbeBatch, tuple[int, ...], int, torch.Tensor | None]:
+    """``dataset_batch`` and the graph (``edge_index``) of graph data, else None. A graph's
+    batch is every node with its label, in node order (graph networks need the whole graph)."""
     data = load_data(spec)
     batch = ProbeBatch.from_tensors(data.x_train, data.y_train, loss)
-    return batch, data.in_shape, data.out_dim
+    return batch, data.in_shape, data.out_dim, data.edge_index
 
 
 def npz_batch(path: str, loss: str = "auto") -> ProbeBatch:

@@ -1,6 +1,6 @@
 """Building blocks selectable by name or callable: activations, inits, norms, residual, dropout."""
 
-from depthlab.layers import powernorm  # noqa: F401
+from depthlab.layers import pairnorm, powernorm  # noqa: F401
 from depthlab.layers.activations import (
     SELU_ALPHA,
     SELU_LAMBDA,

@@ -66,12 +66,18 @@ class Parts:
 
 
 def build_model(
-    spec: ArchSpec, *, in_shape: tuple[int, ...], out_dim: int, seed: int = 0
+    spec: ArchSpec,
+    *,
+    in_shape: tuple[int, ...],
+    out_dim: int,
+    seed: int = 0,
+    graph: torch.Tensor | None = None,
 ) -> nn.Module:
     """Build and initialise the network ``spec`` describes for inputs of ``in_shape``.
 
     ``in_shape`` excludes the batch dimension; ``out_dim`` is the number of outputs (classes
-    for a classifier). Same spec and seed, same weights.
+    for a classifier). Same spec and seed, same weights. ``graph`` (``edge_index``, 2×E) is the
+    graph a graph family runs on; other families ignore it (an MLP on node features).
     """
     if out_dim < 1:
         raise SpecError("out_dim", f"{out_dim!r} is not valid; expected >= 1")
@@ -83,6 +89,15 @@ def build_model(
         model = family(spec, parts, tuple(in_shape), out_dim)
     generator = torch.Generator().manual_seed(seed)
     init_model(model, resolve_init(spec.init), InitContext(parts.act_def, spec.sigma_b, generator))
+    set_graph = getattr(model, "set_graph", None)
+    if set_graph is not None:
+        if graph is None:
+            raise SpecError(
+                "family",
+                f"{spec.family} is a graph network and needs graph data "
+                "(data.name csbm, karate, or an npz with edge_index)",
+            )
+        set_graph(graph)
     return model
 
 

@@ -6,6 +6,7 @@ from depthlab.probes import (  # noqa: F401  (registers)
     jacobian,
     meanfield,
     signal,
+    smoothing,
     trial,
 )
 from depthlab.probes.base import Probe, ProbeBatch, preserved, register_probe

@@ -10,6 +10,8 @@ Runs are grouped into *configurations*: runs whose specs agree on every field bu
 * a summary (runs per state, compute time, the axes and their values);
 * the trainability phase diagram: the metric over ``arch.depth`` × ``arch.width``, one panel
   per combination of the other axes (a line plot when only one of the two varies);
+* for graph networks swept over depth and the data's edge homophily, the oversmoothing and
+  heterophily phase diagrams (:mod:`depthlab.report.sweep_graph`);
 * configurations ranked by the metric, mean ± sample standard deviation over seeds;
 * train-loss curves (mean over seeds, thin lines per seed);
 * the diagnose figures and verdicts of runs diagnosed at initialisation, and per configuration
@@ -59,6 +61,7 @@ from depthlab.report.sweep_figures import (
     phase_lines,
     prediction_figure,
 )
+from depthlab.report.sweep_graph import graph_section
 from depthlab.store.base import RunRecord, RunState
 
 __all__ = ["write_sweep_report"]
@@ -368,6 +371,7 @@ def _sections(
         [
             _summary(records, axes, configs, metric),
             _phase_section(configs, axes, metric, out),
+            graph_section(configs, axes, metric, out),
             _ranking(configs, axes, metric),
             _curves_section(configs, axes, out),
             _diagnose_section(records, out),

@@ -127,22 +127,31 @@ def _norm(configs: list[Config], metric: str) -> Any:
 
 
 def phase_heatmaps(
-    configs: list[Config], axes: dict[str, list[str]], metric: str, out: Path
+    configs: list[Config],
+    axes: dict[str, list[str]],
+    metric: str,
+    out: Path,
+    *,
+    rows: str = DEPTH,
+    cols: str = WIDTH,
+    stem: str = "phase",
+    title: str = "",
 ) -> list[Path]:
-    """Depth × width heatmaps of the metric, one panel per combination of the other axes."""
+    """``rows`` × ``cols`` heatmaps of the metric (depth × width unless asked otherwise), one
+    panel per combination of the other axes."""
     import numpy as np
     from matplotlib.patches import Rectangle
 
     plt = pyplot()
-    panel_axes = [a for a in axes if a not in (DEPTH, WIDTH)]
-    depths, widths = axes[DEPTH], axes[WIDTH]
+    panel_axes = [a for a in axes if a not in (rows, cols)]
+    depths, widths = axes[rows], axes[cols]
     norm = _norm(configs, metric)
     cmap = plt.get_cmap("viridis" if higher_is_better(metric) else "viridis_r")
     cmap = cmap.with_extremes(bad="#f2f2f2")
 
     def draw(ax: Any, key: Key, cells: list[Config]) -> Any:
         grid = [[math.nan] * len(widths) for _ in depths]
-        by_cell = {(c.value(DEPTH), c.value(WIDTH)): c for c in cells}
+        by_cell = {(c.value(rows), c.value(cols)): c for c in cells}
         for i, d in enumerate(depths):
             for j, w in enumerate(widths):
                 c = by_cell.get((d, w))
@@ -175,8 +184,8 @@ def phase_heatmaps(
         rotation = 30 if len(widths) > 4 else 0
         ax.set_xticks(range(len(widths)), [_plain(w) for w in widths], rotation=rotation)
         ax.set_yticks(range(len(depths)), [_plain(d) for d in depths])
-        ax.set_xlabel("width")
-        ax.set_ylabel("depth")
+        ax.set_xlabel(short_axis(cols))
+        ax.set_ylabel(short_axis(rows))
         ax.set_title(_panel_title(panel_axes, key) or _plain(metric), fontsize=9)
         return image
 
@@ -186,8 +195,8 @@ def phase_heatmaps(
 
     panels = list(_panels(configs, panel_axes).items())
     size = (1.2 + 0.9 * len(widths), 1.0 + 0.55 * len(depths))
-    title = _plain(f"Trainability: {metric} over depth × width")
-    return _panel_figures(plt, panels, out, "phase", size, draw, title, colorbar)
+    title = _plain(title or f"Trainability: {metric} over {short_axis(rows)} × {short_axis(cols)}")
+    return _panel_figures(plt, panels, out, stem, size, draw, title, colorbar)
 
 
 def phase_lines(

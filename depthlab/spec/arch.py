@@ -13,6 +13,8 @@ from depthlab.spec.base import Spec, check_choice, check_min, check_positive_int
 RESIDUAL_SCALINGS = ("none", "fixed", "inv_sqrt_depth", "rezero")
 DROPOUT_KINDS = ("auto", "standard", "alpha")
 NORM_PLACEMENTS = ("pre", "post")
+SHEAF_MAPS = ("diagonal", "orthogonal", "general")
+AGGREGATIONS = ("sum", "mean", "max")
 
 Component = str | Callable[..., Any]
 
@@ -35,6 +37,12 @@ class ArchSpec(Spec):
     ``mlp`` of depth 0 is a linear model. ``width`` is one integer, or one per hidden layer
     (hourglass and bottleneck shapes). ``act``, ``init`` and ``norm`` take a registered name,
     an importable ``module:attr`` path or (from Python) a callable.
+
+    Graph families (``gcn``, ``sage``, ``gin``, ``gat``, ``dagnn``, ``graph_transformer``,
+    ``sheaf``) count message-passing layers in ``depth`` and use ``initial_residual`` (GCNII's
+    α: each layer propagates (1 − α)·ÂH + α·H⁰), ``heads`` (attention heads), ``sheaf_maps``
+    and ``stalk_dim`` (neural sheaf diffusion), ``pe_dim`` (Laplacian positional encodings) and
+    ``aggr`` (``gin``'s neighbour aggregation: sum, mean or max).
     """
 
     family: str = "mlp"
@@ -53,6 +61,12 @@ class ArchSpec(Spec):
     kernel: int | tuple[int, ...] = 3
     stride: int | tuple[int, ...] = 1
     padding: int | tuple[int, ...] = 1
+    initial_residual: float = 0.0
+    heads: int = 1
+    sheaf_maps: str = "diagonal"
+    stalk_dim: int = 2
+    pe_dim: int = 4
+    aggr: str = "sum"
 
     def _check(self) -> None:
         check_component("family", self.family, reg.ARCHS)
@@ -76,6 +90,15 @@ class ArchSpec(Spec):
         check_positive_ints("kernel", self.kernel)
         check_positive_ints("stride", self.stride)
         check_positive_ints("padding", self.padding, minimum=0)
+        if not 0.0 <= self.initial_residual <= 1.0:
+            raise SpecError(
+                "initial_residual", f"{self.initial_residual!r} is not valid; expected 0 <= α <= 1"
+            )
+        check_min("heads", self.heads, 1)
+        check_choice("sheaf_maps", self.sheaf_maps, SHEAF_MAPS)
+        check_min("stalk_dim", self.stalk_dim, 1)
+        check_min("pe_dim", self.pe_dim, 0)
+        check_choice("aggr", self.aggr, AGGREGATIONS)
 
     def widths(self) -> tuple[int, ...]:
         """One width per hidden layer."""

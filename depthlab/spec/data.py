@@ -19,7 +19,9 @@ class DataSpec(Spec):
     (datasets with a canonical test split, such as ``mnist1d``, keep theirs). Standardisation
     is fitted on the training part only. Fields a dataset does not use are ignored by it:
     ``n_samples``, ``n_features``, ``n_classes`` and the ``teacher_*`` fields shape generated
-    data; ``path`` and ``target`` name a user's ``npz``/``csv`` file.
+    data; ``path`` and ``target`` name a user's ``npz``/``csv`` file. ``homophily`` (edge
+    homophily), ``degree`` (mean degree) and ``signal`` (distance of the class means in units of
+    the feature noise) shape the contextual stochastic block model ``csbm``.
     """
 
     name: str = "digits"
@@ -37,6 +39,9 @@ class DataSpec(Spec):
     noise: float = 0.0
     path: str = ""
     target: str = ""
+    homophily: float = 0.5
+    degree: float = 5.0
+    signal: float = 1.0
 
     def _check(self) -> None:
         reg.DATASETS.get(self.name, field="name")
@@ -57,3 +62,6 @@ class DataSpec(Spec):
         check_min("teacher_width", self.teacher_width, 1)
         reg.ACTIVATIONS.get(self.teacher_act, field="teacher_act")
         check_range("noise", self.noise, 0.0)
+        check_range("homophily", self.homophily, 0.0, 1.0)
+        check_range("degree", self.degree, 0.0, lo_open=True)
+        check_range("signal", self.signal, 0.0)

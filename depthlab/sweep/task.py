@@ -62,11 +62,13 @@ def execute(
 
 def _diagnose(spec: Any, probes: Sequence[str]) -> dict[str, Any]:
     from depthlab.diagnose import DiagnoseOptions, diagnose
-    from depthlab.diagnose.sources import dataset_batch
+    from depthlab.diagnose.sources import dataset_source
     from depthlab.models import build_model
 
-    batch, in_shape, out_dim = dataset_batch(spec.data, spec.train.loss)
-    model = build_model(spec.arch, in_shape=in_shape, out_dim=out_dim, seed=spec.train.seed)
+    batch, in_shape, out_dim, graph = dataset_source(spec.data, spec.train.loss)
+    model = build_model(
+        spec.arch, in_shape=in_shape, out_dim=out_dim, seed=spec.train.seed, graph=graph
+    )
     result: dict[str, Any] = diagnose(
         model,
         batch,

@@ -41,12 +41,20 @@ def check_module(model: nn.Module, x: torch.Tensor, out_dim: int) -> torch.Tenso
 
 
 def check_arch(
-    spec: ArchSpec, *, in_shape: tuple[int, ...], out_dim: int, batch: int = 8, seed: int = 0
+    spec: ArchSpec,
+    *,
+    in_shape: tuple[int, ...],
+    out_dim: int,
+    batch: int = 8,
+    seed: int = 0,
+    graph: torch.Tensor | None = None,
 ) -> nn.Module:
-    """Build ``spec`` and run every conformance check on it; returns the built model."""
+    """Build ``spec`` and run every conformance check on it; returns the built model.
+
+    A graph family takes ``graph`` (``edge_index`` over ``batch`` nodes)."""
     x = torch.randn((batch, *in_shape), generator=torch.Generator().manual_seed(seed + 100))
-    model = build_model(spec, in_shape=in_shape, out_dim=out_dim, seed=seed)
-    twin = build_model(spec, in_shape=in_shape, out_dim=out_dim, seed=seed)
+    model = build_model(spec, in_shape=in_shape, out_dim=out_dim, seed=seed, graph=graph)
+    twin = build_model(spec, in_shape=in_shape, out_dim=out_dim, seed=seed, graph=graph)
     for (name, a), (_, b) in zip(
         model.state_dict().items(), twin.state_dict().items(), strict=True
     ):
@@ -61,7 +69,7 @@ def check_arch(
         again = twin.train()(x).detach()
     if not torch.equal(out, again):
         raise ConformanceError("same seed and input, different output")
-    other = build_model(spec, in_shape=in_shape, out_dim=out_dim, seed=seed + 1)
+    other = build_model(spec, in_shape=in_shape, out_dim=out_dim, seed=seed + 1, graph=graph)
     weights = [(n, p) for n, p in model.named_parameters() if p.dim() > 1]
     seeded_init = isinstance(spec.init, str) and spec.init != "zero"  # a user's may be fixed
     if (

@@ -50,9 +50,30 @@ def loss_fn(name: str, n_classes: int):  # type: ignore[no-untyped-def]
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss, classify: bool
-) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    """Mean loss (and accuracy) over a whole split, in eval mode; restores the model's mode."""
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss,  # type: ignore[no-untyped-def]
+    classify: bool,
+    mask: torch.Tensor | None = None,
+) -> dict[str, float]:
+    """Mean loss (and accuracy) over a whole split, in eval mode; restores the model's mode.
+
+    With a node ``mask`` (graphs), the model sees every node and the split scores the masked
+    ones."""
+    if mask is not None:
+        if not bool(mask.any()):
+            return {}
+        was_training = model.training
+        model.eval()
+        try:
+            out, y = model(x)[mask], y[mask]
+        finally:
+            model.train(was_training)
+        metrics = {"loss": float(loss(out, y))}
+        if classify:
+            metrics["accuracy"] = int((out.argmax(1) == y).sum()) / len(y)
+        return metrics
     if len(y) == 0:
         return {}
     was_training = model.training
@@ -85,7 +106,8 @@ def fit(
     """Train ``model`` on ``data`` as ``spec`` says; techniques in ``spec`` run as callbacks.
 
     The minimised objective is the task loss plus every callback's ``loss_term``; the history's
-    ``train_loss`` is the task loss alone.
+    ``train_loss`` is the task loss alone. A graph is trained full batch (``batch_size`` is not
+    used): every step runs the model on all nodes and scores the training nodes.
     """
     start = time.perf_counter()
     callbacks = [*build_techniques(spec), *callbacks]
@@ -93,8 +115,9 @@ def fit(
     loss = loss_fn(lname, data.n_classes)
     classify = data.task == "classification"
     x, y = data.x_train, data.y_train
-    n = len(y)
-    batch = n if spec.batch_size == 0 else min(spec.batch_size, n)
+    train_mask = data.mask("train")
+    n = len(y) if train_mask is None else int(train_mask.sum())
+    batch = n if spec.batch_size == 0 or train_mask is not None else min(spec.batch_size, n)
     steps_per_epoch = math.ceil(n / batch)
     optimizer = make_optimizer(spec, model.parameters())
     generator = torch.Generator().manual_seed(spec.seed)
@@ -124,6 +147,8 @@ def fit(
                     for group in optimizer.param_groups:
                         group["lr"] = lr
                 out = model(xb)
+                if train_mask is not None:
+                    out, yb = out[train_mask], yb[train_mask]
                 batch_loss = loss(out, yb)
                 value = batch_loss.item()
                 if not math.isfinite(value):
@@ -170,7 +195,8 @@ def fit(
             last = epoch + 1 == spec.epochs
             if last or (spec.eval_every and (epoch + 1) % spec.eval_every == 0):
                 for part in ("val", "test"):
-                    for k, v in evaluate(model, *data.split(part), loss, classify).items():
+                    split = (*data.split(part), loss, classify, data.mask(part))
+                    for k, v in evaluate(model, *split).items():
                         row[f"{part}_{k}"] = v
             history.append(row)
             for cb in callbacks:
@@ -184,10 +210,8 @@ def fit(
         for part in ("train", "val", "test"):
             done = {k: v for k, v in last_row.items() if k.startswith(f"{part}_")}
             if part == "train" or not last_row:
-                done = {
-                    f"{part}_{k}": v
-                    for k, v in evaluate(model, *data.split(part), loss, classify).items()
-                }
+                split = (*data.split(part), loss, classify, data.mask(part))
+                done = {f"{part}_{k}": v for k, v in evaluate(model, *split).items()}
             metrics.update(done)
         if not all(math.isfinite(v) for v in metrics.values()):
             diverged_at = state.step
@@ -214,7 +238,11 @@ def run(
     """Load the data, build the model and train it: the whole run a spec describes."""
     data = load_data(spec.data)
     model = build_model(
-        spec.arch, in_shape=data.in_shape, out_dim=data.out_dim, seed=spec.train.seed
+        spec.arch,
+        in_shape=data.in_shape,
+        out_dim=data.out_dim,
+        seed=spec.train.seed,
+        graph=data.edge_index,
     )
     return fit(model, data, spec.train, callbacks=callbacks, progress=progress, run_spec=spec)
 
