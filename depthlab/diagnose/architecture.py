@@ -18,6 +18,7 @@ names a library chose:
 
 from __future__ import annotations
 
+import bisect
 from typing import Any
 
 import torch
@@ -92,24 +93,35 @@ def _residual(model: nn.Module, x: torch.Tensor) -> bool:
             weights[shape] = torch.randn(shape, generator=gen, dtype=torch.float64)
         return float((weights[shape] * t.double()).sum())
 
+    # per shape, the fingerprints kept sorted: each candidate partner b of an earlier output a
+    # is found by bisection in O(log n), so a deep net's hundreds of calls stay cheap
+    ordered: dict[tuple[int, ...], list[tuple[float, int]]] = {}
     for c in calls:
         inp = c.args[0] if c.args else None
         if isinstance(inp, torch.Tensor) and inp.is_floating_point():
-            earlier = seen.get(tuple(inp.shape), [])
+            shape = tuple(inp.shape)
+            earlier = seen.get(shape, [])
+            keys = ordered.get(shape, [])
             f_in = fingerprint(inp)
             scale = inp.abs().max().item() + 1e-12
             tol = 1e-4 * (abs(f_in) + 1.0)
             for i, (f_a, a) in enumerate(earlier):
-                for j, (f_b, b) in enumerate(earlier):
-                    if j == i or abs(f_a + f_b - f_in) > tol:
+                lo = bisect.bisect_left(keys, (f_in - f_a - tol, -1))
+                hi = bisect.bisect_right(keys, (f_in - f_a + tol, len(earlier)))
+                for _, j in keys[lo:hi]:
+                    if j == i:
                         continue
+                    b = earlier[j][1]
                     small = min(a.abs().max().item(), b.abs().max().item())
                     close = (inp - a - b).abs().max().item() <= 1e-5 * scale
                     if close and small > 1e-6 * scale:
                         return True
         out = c.output
         if isinstance(out, torch.Tensor) and out.is_floating_point():
-            seen.setdefault(tuple(out.shape), []).append((fingerprint(out), out))
+            shape = tuple(out.shape)
+            f_out = fingerprint(out)
+            seen.setdefault(shape, []).append((f_out, out))
+            bisect.insort(ordered.setdefault(shape, []), (f_out, len(seen[shape]) - 1))
     return False
 
 
