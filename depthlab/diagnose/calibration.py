@@ -136,7 +136,10 @@ def reference_runs() -> list[dict[str, Any]]:
 
 
 def half_of(run_id: str) -> str:
-    """``tuning`` or ``test``: a fixed hash of the run id, decided before any result exists."""
+    """``tuning`` or ``test``: a fixed hash of the run id, decided before any result exists.
+
+    The run id is the one the store recorded when the grid was planned (a hash of the spec as
+    it was then), so a spec field added later does not move a run to the other half."""
     digest = hashlib.sha256(f"{SPLIT_SALT}:{run_id}".encode()).digest()
     return HALVES[digest[0] & 1]
 
@@ -284,18 +287,26 @@ def finished_runs(out: Path, half: str) -> list[Any]:
 
     with SQLiteStore(Path(out) / "runs.db") as store:
         records = store.runs()
-    grid = grid_run_ids()
+    grid = grid_keys()
     done = [
-        r for r in records if r.run_id in grid and r.state in (RunState.COMPLETE, RunState.DIVERGED)
+        r
+        for r in records
+        if grid_key(r.spec) in grid and r.state in (RunState.COMPLETE, RunState.DIVERGED)
     ]
     return runs_of_half(done, half)
 
 
-def grid_run_ids() -> set[str]:
-    """The run ids of :data:`GRID` (a store may hold other runs; only these are scored)."""
+def grid_key(spec: Mapping[str, Any]) -> tuple[str, str, str]:
+    """A run's place in the grid: family, dataset and the name listing its axis values. Unlike
+    the run id (a hash of the whole spec) it survives new spec fields."""
+    return (str(spec["arch"]["family"]), str(spec["data"]["name"]), str(spec.get("name", "")))
+
+
+def grid_keys() -> set[tuple[str, str, str]]:
+    """The places of :data:`GRID`'s runs (a store may hold other runs; only these are scored)."""
     from depthlab.sweep import SweepSpec, planned_records
 
-    return {r.run_id for s in GRID for r in planned_records(SweepSpec.from_dict(s))}
+    return {grid_key(r.spec) for s in GRID for r in planned_records(SweepSpec.from_dict(s))}
 
 
 def load_half(out: Path, half: str) -> list[dict[str, Any]]:
