@@ -103,14 +103,20 @@ def _residual(model: nn.Module, x: torch.Tensor) -> bool:
             earlier = seen.get(shape, [])
             keys = ordered.get(shape, [])
             f_in = fingerprint(inp)
-            scale = inp.abs().max().item() + 1e-12
-            tol = 1e-4 * (abs(f_in) + 1.0)
+            scale = inp.abs().max().item()
+            if not scale > 0:
+                continue  # an all-zero input is no evidence of a sum
+            # relative to the tensor's own scale: a vanished signal's tiny fingerprints must
+            # not all match each other
+            tol = 1e-4 * (abs(f_in) + scale * inp.numel() ** 0.5)
+            checked = 0
             for i, (f_a, a) in enumerate(earlier):
                 lo = bisect.bisect_left(keys, (f_in - f_a - tol, -1))
                 hi = bisect.bisect_right(keys, (f_in - f_a + tol, len(earlier)))
                 for _, j in keys[lo:hi]:
-                    if j == i:
+                    if j == i or checked > MAX_CHECKS:
                         continue
+                    checked += 1
                     b = earlier[j][1]
                     small = min(a.abs().max().item(), b.abs().max().item())
                     close = (inp - a - b).abs().max().item() <= 1e-5 * scale
@@ -123,6 +129,10 @@ def _residual(model: nn.Module, x: torch.Tensor) -> bool:
             seen.setdefault(shape, []).append((f_out, out))
             bisect.insort(ordered.setdefault(shape, []), (f_out, len(seen[shape]) - 1))
     return False
+
+
+#: Candidate pairs confirmed on the tensors per layer input, at most (a bound on the cost).
+MAX_CHECKS = 64
 
 
 def architecture(model: nn.Module, x: torch.Tensor) -> dict[str, Any]:
