@@ -210,12 +210,10 @@ def tune(out: Path) -> None:
 
 
 def _write_calibrated(models: dict[str, Any], n_rows: int) -> None:
-    import pprint
-
     path = Path(__file__).resolve().parent.parent / "depthlab" / "diagnose" / "calibrated.py"
     text = path.read_text()
     head = text.split("MODELS: dict[str, dict[str, Any]] = ")[0]
-    body = pprint.pformat(models, width=96, sort_dicts=True)
+    body = json.dumps(models, indent=4, sort_keys=True)  # floats, strings, lists: valid Python
     path.write_text(
         head
         + "MODELS: dict[str, dict[str, Any]] = "
@@ -449,9 +447,51 @@ def fix(out: Path, workers: int, limit: int) -> None:
     )
 
 
+# ---------------------------------------------------------------- reference (backfill)
+
+
+def reference(out: Path) -> None:
+    """Add the shallow reference net's trial to diagnoses made before the trial ran it.
+
+    The reference depends only on the data, the train spec and the trial's length, so it is
+    computed once per setup with the very function the trial probe calls."""
+    from depthlab._json import from_json, to_json
+    from depthlab.diagnose.sources import dataset_batch
+    from depthlab.probes.trial import reference_trial
+    from depthlab.spec import RunSpec
+
+    torch.set_num_threads(1)
+    cache: dict[str, dict[str, Any]] = {}
+    keep = ("diverged", "improvement", "progress", "loss_after_ratio")
+    keep += ("accuracy_before", "accuracy_after")
+    for half in cal.HALVES:
+        path = out / f"diagnoses-{half}.jsonl"
+        if not path.exists():
+            continue
+        entries = [from_json(json.loads(line)) for line in path.read_text().splitlines() if line]
+        specs = {r.run_id: r.spec for r in cal.finished_runs(out, half)}
+        added = 0
+        for e in entries:
+            trial = e["diagnosis"].get("trial")
+            if not trial or "reference" in trial or e["run_id"] not in specs:
+                continue
+            spec = RunSpec.from_dict(specs[e["run_id"]])
+            key = json.dumps([spec.data.to_dict(), spec.train.to_dict(), trial["planned_steps"]])
+            if key not in cache:
+                batch, _, out_dim = dataset_batch(spec.data, spec.train.loss)
+                ref = reference_trial(batch, spec.train, trial["planned_steps"], 512, out_dim)
+                cache[key] = {k: ref[k] for k in keep}
+            trial["reference"] = cache[key]
+            added += 1
+        path.write_text("".join(json.dumps(to_json(e), allow_nan=False) + "\n" for e in entries))
+        print(f"{half}: reference trial added to {added} diagnoses ({len(cache)} setups)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("phase", choices=["label", "diagnose", "tune", "report", "fix"])
+    parser.add_argument(
+        "phase", choices=["label", "diagnose", "reference", "tune", "report", "fix"]
+    )
     parser.add_argument("--out", type=Path, default=Path("bench-out/verdict_calibration"))
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--half", choices=cal.HALVES, default="tuning")
@@ -461,6 +501,8 @@ def main(argv: list[str] | None = None) -> int:
         label(args.out, args.workers)
     elif args.phase == "diagnose":
         diagnose_half(args.out, args.half, args.workers)
+    elif args.phase == "reference":
+        reference(args.out)
     elif args.phase == "tune":
         tune(args.out)
     elif args.phase == "report":

@@ -352,6 +352,17 @@ def features(results: Mapping[str, Any], setup: Mapping[str, Any]) -> dict[str, 
         acc0, acc1 = trial.get("accuracy_before"), trial.get("accuracy_after")
         if acc0 is not None:
             out["trial_accuracy_gain"] = 0.0 if diverged or acc1 is None else acc1 - acc0
+        ref = trial.get("reference")
+        if ref:
+            # the same trial on the shallow reference net: how fast this setup lets any network
+            # learn this data, against which the network's own trial is read
+            ref_below = -1.0 if ref["diverged"] else _clip(1.0 - ref["loss_after_ratio"], -1, 1)
+            out["reference_below_baseline"] = ref_below
+            out["trial_behind_reference"] = ref_below - out["trial_below_baseline"]
+            r0, r1 = ref.get("accuracy_before"), ref.get("accuracy_after")
+            if r0 is not None and "trial_accuracy_gain" in out:
+                ref_gain = 0.0 if ref["diverged"] or r1 is None else r1 - r0
+                out["trial_accuracy_behind_reference"] = ref_gain - out["trial_accuracy_gain"]
     return out
 
 
@@ -360,6 +371,9 @@ TRIAL_FEATURES = (
     "trial_improvement",
     "trial_below_baseline",
     "trial_accuracy_gain",
+    "reference_below_baseline",
+    "trial_behind_reference",
+    "trial_accuracy_behind_reference",
 )
 
 

@@ -50,6 +50,7 @@ class TrialParams(Spec):
     min_steps: int = 10
     max_steps: int = 300
     eval_samples: int = 512
+    reference: bool = True  # also trial the shallow reference net (real-valued inputs)
 
     def _check(self) -> None:
         check_min("steps", self.steps, 0)
@@ -85,95 +86,135 @@ class TrialProbe(Probe):
     Params = TrialParams
 
     def measure(self, model: nn.Module, batch: ProbeBatch, *, seed: int) -> dict[str, Any]:
-        from depthlab.train.schedule import lr_at, make_optimizer
-
         p: TrialParams = self.params
-        train = p.train
         n = len(batch.x)
         if n < 2:
             raise ProbeError("trial needs at least 2 samples")
-        size = n if train.batch_size == 0 else min(train.batch_size, n)
-        per_epoch = math.ceil(n / size)
-        budget = budget_steps(train, n)
-        # at least min_steps, but never more than a quarter of a short budget
-        floor = min(p.min_steps, math.ceil(0.25 * budget))
-        steps = p.steps or min(p.max_steps, max(floor, round(p.fraction * budget)))
-        steps = min(steps, budget)
+        steps = trial_steps(p, n)
         net = copy.deepcopy(model)
-        net.train()
-        params = [q for q in net.parameters() if q.requires_grad]
-        if not params:
+        if not any(q.requires_grad for q in net.parameters()):
             raise ProbeError("trial found no trainable parameter")
-        optimizer = make_optimizer(train, params)
-        ex, ey = batch.x[: p.eval_samples], batch.y[: p.eval_samples]
-        evaluation = dataclasses.replace(batch, x=ex, y=ey)
-        before = _evaluate(net, evaluation)
-        out_dim = int(before.pop("out_dim"))
-        generator = torch.Generator().manual_seed(train.seed)
-        losses: list[float] = []
-        grad_norms: list[float] = []
-        diverged: int | None = None
-        order = torch.randperm(n, generator=generator)
-        for step in range(steps):
-            i = step % per_epoch
-            if i == 0 and step > 0:
-                order = torch.randperm(n, generator=generator)
-            idx = order[i * size : (i + 1) * size]
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(train, step, per_epoch)
-            loss = batch.loss_fn(net(batch.x[idx]), batch.y[idx])
-            value = loss.item()
-            if not math.isfinite(value):
-                diverged = step
-                break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            sq = sum(
-                float(q.grad.detach().double().pow(2).sum()) for q in params if q.grad is not None
-            )
-            norm = math.sqrt(sq) if math.isfinite(sq) else math.inf
-            if not math.isfinite(norm):
-                diverged = step
-                break
-            if train.grad_clip > 0:
-                nn.utils.clip_grad_norm_(params, train.grad_clip)
-            optimizer.step()
-            losses.append(value)
-            grad_norms.append(norm)
-        if diverged is None and not all(bool(torch.isfinite(q).all()) for q in params):
-            diverged = len(losses)
-        after = _evaluate(net, evaluation) if diverged is None else {}
-        after.pop("out_dim", None)
-        base = baseline_loss(evaluation, out_dim)
-        loss_before, loss_after = before["loss"], after.get("loss", math.inf)
-        if not math.isfinite(loss_after) and diverged is None:
-            diverged = len(losses)
-        scale = base if base > 0 else 1.0
-        return {
-            "steps": len(losses),
-            "planned_steps": steps,
-            "budget_steps": budget,
-            "fraction_of_budget": len(losses) / budget if budget else 0.0,
-            "optimizer": train.optimizer,
-            "lr": train.lr,
-            "loss": losses,
-            "grad_norm": grad_norms,
-            "diverged": diverged is not None,
-            "diverged_step": diverged,
-            "loss_before": loss_before,
-            "loss_after": loss_after,
-            "accuracy_before": before.get("accuracy"),
-            "accuracy_after": after.get("accuracy"),
-            "baseline_loss": base,
-            "improvement": (loss_before - loss_after) / scale if diverged is None else -math.inf,
-            # progress past the best constant predictor, from wherever the net started
-            "progress": (min(loss_before, base) - loss_after) / scale
-            if diverged is None
-            else -math.inf,
-            "loss_after_ratio": loss_after / scale if diverged is None else math.inf,
-            "loss_growth": (max(losses) / losses[0]) if losses and losses[0] > 0 else math.nan,
-            "eval_samples": len(ex),
-        }
+        result = run_trial(net, batch, p.train, steps, p.eval_samples)
+        if p.reference and torch.is_floating_point(batch.x):
+            ref = reference_trial(batch, p.train, steps, p.eval_samples, result["out_dim"])
+            result["reference"] = {
+                k: ref[k]
+                for k in ("diverged", "improvement", "progress", "loss_after_ratio")
+                + ("accuracy_before", "accuracy_after")
+            }
+        return result
+
+
+def trial_steps(p: TrialParams, n: int) -> int:
+    """The trial's steps for ``n`` samples: ``fraction`` of the budget, at least ``min_steps``
+    (but never more than a quarter of a short budget), at most ``max_steps``."""
+    budget = budget_steps(p.train, n)
+    floor = min(p.min_steps, math.ceil(0.25 * budget))
+    steps = p.steps or min(p.max_steps, max(floor, round(p.fraction * budget)))
+    return min(steps, budget)
+
+
+def reference_trial(
+    batch: ProbeBatch, train: TrainSpec, steps: int, eval_samples: int, out_dim: int
+) -> dict[str, Any]:
+    """The same trial on the shallow reference net — two hidden layers of 128 ReLU units, He
+    init, seeded by ``train.seed`` — on the flattened inputs: how fast this optimizer, learning
+    rate and data let *any* network learn, against which the network's own trial is read."""
+    gen = torch.Generator().manual_seed(train.seed)
+    d = int(batch.x[0].numel())
+    net = nn.Sequential(
+        nn.Flatten(), nn.Linear(d, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
+        nn.Linear(128, out_dim),
+    ).to(batch.x.dtype)  # fmt: skip
+    with torch.no_grad():
+        for m in net:
+            if isinstance(m, nn.Linear):
+                m.weight.normal_(0.0, math.sqrt(2.0 / m.in_features), generator=gen)
+                m.bias.zero_()
+    return run_trial(net, batch, train, steps, eval_samples)
+
+
+def run_trial(
+    net: nn.Module, batch: ProbeBatch, train: TrainSpec, steps: int, eval_samples: int
+) -> dict[str, Any]:
+    """Train ``net`` (in place) for ``steps`` steps as the trainer would; the trial's summary."""
+    from depthlab.train.schedule import lr_at, make_optimizer
+
+    n = len(batch.x)
+    size = n if train.batch_size == 0 else min(train.batch_size, n)
+    per_epoch = math.ceil(n / size)
+    budget = budget_steps(train, n)
+    net.train()
+    params = [q for q in net.parameters() if q.requires_grad]
+    optimizer = make_optimizer(train, params)
+    ex, ey = batch.x[:eval_samples], batch.y[:eval_samples]
+    evaluation = dataclasses.replace(batch, x=ex, y=ey)
+    before = _evaluate(net, evaluation)
+    out_dim = int(before.pop("out_dim"))
+    generator = torch.Generator().manual_seed(train.seed)
+    losses: list[float] = []
+    grad_norms: list[float] = []
+    diverged: int | None = None
+    order = torch.randperm(n, generator=generator)
+    for step in range(steps):
+        i = step % per_epoch
+        if i == 0 and step > 0:
+            order = torch.randperm(n, generator=generator)
+        idx = order[i * size : (i + 1) * size]
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(train, step, per_epoch)
+        loss = batch.loss_fn(net(batch.x[idx]), batch.y[idx])
+        value = loss.item()
+        if not math.isfinite(value):
+            diverged = step
+            break
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        sq = sum(float(q.grad.detach().double().pow(2).sum()) for q in params if q.grad is not None)
+        norm = math.sqrt(sq) if math.isfinite(sq) else math.inf
+        if not math.isfinite(norm):
+            diverged = step
+            break
+        if train.grad_clip > 0:
+            nn.utils.clip_grad_norm_(params, train.grad_clip)
+        optimizer.step()
+        losses.append(value)
+        grad_norms.append(norm)
+    if diverged is None and not all(bool(torch.isfinite(q).all()) for q in params):
+        diverged = len(losses)
+    after = _evaluate(net, evaluation) if diverged is None else {}
+    after.pop("out_dim", None)
+    base = baseline_loss(evaluation, out_dim)
+    loss_before, loss_after = before["loss"], after.get("loss", math.inf)
+    if not math.isfinite(loss_after) and diverged is None:
+        diverged = len(losses)
+    scale = base if base > 0 else 1.0
+    return {
+        "steps": len(losses),
+        "planned_steps": steps,
+        "budget_steps": budget,
+        "fraction_of_budget": len(losses) / budget if budget else 0.0,
+        "optimizer": train.optimizer,
+        "lr": train.lr,
+        "loss": losses,
+        "grad_norm": grad_norms,
+        "diverged": diverged is not None,
+        "diverged_step": diverged,
+        "loss_before": loss_before,
+        "loss_after": loss_after,
+        "accuracy_before": before.get("accuracy"),
+        "accuracy_after": after.get("accuracy"),
+        "baseline_loss": base,
+        "improvement": (loss_before - loss_after) / scale if diverged is None else -math.inf,
+        # progress past the best constant predictor, from wherever the net started
+        "progress": (min(loss_before, base) - loss_after) / scale
+        if diverged is None
+        else -math.inf,
+        "loss_after_ratio": loss_after / scale if diverged is None else math.inf,
+        "loss_growth": (max(losses) / losses[0]) if losses and losses[0] > 0 else math.nan,
+        "eval_samples": len(ex),
+        "out_dim": out_dim,
+    }
 
 
 @torch.no_grad()
