@@ -16,6 +16,7 @@ import torch
 
 from depthlab.diagnose import ALL_PROBES, DiagnoseOptions, diagnose
 from depthlab.probes import ProbeBatch
+from depthlab.spec import TrainSpec
 from depthlab.testing.cli import run_cli
 
 EXAMPLE = pathlib.Path(__file__).parent.parent.parent / "examples" / "diagnose_transformers.py"
@@ -57,7 +58,9 @@ def diagnosed(request):  # noqa: ANN201
     torch.manual_seed(0)
     model = getattr(HF, request.param)()
     x, y = _data(request.param)
-    options = DiagnoseOptions(probes=ALL_PROBES, ntk_samples=32, batch_size=16)
+    # the setup the test below trains with: Adam at 3e-3, 30 full-batch steps
+    train = TrainSpec(optimizer="adam", lr=3e-3, epochs=30, batch_size=0)
+    options = DiagnoseOptions(probes=ALL_PROBES, ntk_samples=32, batch_size=16, train=train)
     return request.param, model, x, y, diagnose(model, ProbeBatch.from_tensors(x, y), options)
 
 
