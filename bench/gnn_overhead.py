@@ -12,7 +12,7 @@ Part 2: one training epoch (forward, backward, Adam step) of depthlab's ``sheaf`
 1k, 10k and 100k nodes (mean degree 5), and the growth exponent log(t₁₀₀ₖ/t₁ₖ)/log(100)
 (1 = linear in the graph size).
 
-    python bench/gnn_overhead.py [--rounds 5] [--epochs 50] [--threads 1] [--skip-sheaf]
+    python bench/gnn_overhead.py [--rounds 7] [--epochs 100] [--threads 1] [--skip-sheaf]
 """
 
 from __future__ import annotations
@@ -114,8 +114,8 @@ def sheaf_epoch(n: int, args) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--width", type=int, default=64)

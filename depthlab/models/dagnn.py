@@ -34,7 +34,12 @@ class Propagate(GraphLayer):
 class DAGNN(MessagePassingNet):
     def __init__(self, parts: Parts, in_dim: int, width: int, out_dim: int, depth: int) -> None:
         super().__init__(parts, in_dim, width, out_dim, [Propagate() for _ in range(depth)])
+        readout = self.readout
+        del self.readout
         self.gate = nn.Linear(out_dim, 1, bias=parts.spec.bias)
+        # registered last, so that the last nn.Linear (what probes take for the classifier) is
+        # the one that maps features to classes
+        self.readout = readout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ctx = self.prepare(x, self.graph_for(len(x)))

@@ -154,20 +154,36 @@ class GATLayer(MPLayer):
         return out if self.bias is None else out + self.bias
 
 
-class MessagePassingNet(GraphNet):
-    """A ``GraphNet`` that prepares GCN-normalised edges and self-looped edges once per pass."""
+class _GraphContext(dict):  # type: ignore[type-arg]
+    """Per-pass graph context whose derived edge sets are computed on first use, once: GCN's
+    normalised edges (``gcn_edges``, ``gcn_weight``) and the self-looped ``loop_edges``."""
 
-    def prepare(self, x: torch.Tensor, edge_index: torch.Tensor) -> Context:
+    def __init__(self, x: torch.Tensor, edge_index: torch.Tensor) -> None:
+        super().__init__(edge_index=edge_index, n=len(x))
+        self.dtype = x.dtype
+
+    def __missing__(self, key: str) -> torch.Tensor:
         from torch_geometric.nn.conv.gcn_conv import gcn_norm
         from torch_geometric.utils import add_self_loops
 
-        n = len(x)
-        ctx = super().prepare(x, edge_index)
-        ctx["gcn_edges"], ctx["gcn_weight"] = gcn_norm(
-            edge_index, None, n, add_self_loops=True, dtype=x.dtype
-        )
-        ctx["loop_edges"] = add_self_loops(edge_index, num_nodes=n)[0]
-        return ctx
+        n, edge_index = self["n"], self["edge_index"]
+        if key in ("gcn_edges", "gcn_weight"):
+            self["gcn_edges"], self["gcn_weight"] = gcn_norm(
+                edge_index, None, n, add_self_loops=True, dtype=self.dtype
+            )
+        elif key == "loop_edges":
+            self["loop_edges"] = add_self_loops(edge_index, num_nodes=n)[0]
+        else:
+            raise KeyError(key)
+        return self[key]
+
+
+class MessagePassingNet(GraphNet):
+    """A ``GraphNet`` whose layers share GCN-normalised and self-looped edges, computed once
+    per forward pass when a layer first asks for them."""
+
+    def prepare(self, x: torch.Tensor, edge_index: torch.Tensor) -> Context:
+        return _GraphContext(x, edge_index)
 
 
 def _net(spec: ArchSpec, parts: Parts, in_shape: tuple[int, ...], out_dim: int, make) -> GraphNet:  # type: ignore[no-untyped-def]

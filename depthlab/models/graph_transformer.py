@@ -28,30 +28,38 @@ from depthlab.spec import ArchSpec
 DENSE_EIGH_NODES = 4000
 
 
-def laplacian_pe(edge_index: torch.Tensor, n: int, k: int) -> torch.Tensor:
+def laplacian_pe(edge_index: torch.Tensor | np.ndarray, n: int, k: int) -> torch.Tensor:
     """(n, k) eigenvectors of the normalised Laplacian, smallest non-trivial first, sign-fixed;
-    zero columns where the graph has fewer than k + 1 eigenvalues."""
-    from torch_geometric.utils import get_laplacian, to_scipy_sparse_matrix
+    zero columns where the graph has fewer than k + 1 eigenvalues.
 
-    out = torch.zeros(n, k)
+    Computed in NumPy/SciPy from the edge list (the graph is data, not something to
+    differentiate), so it also runs while a probe calls the model under ``torch.func``."""
+    import scipy.sparse as sp
+
+    out = np.zeros((n, k), dtype=np.float32)
     if n < 2 or k == 0:
-        return out
-    ei, w = get_laplacian(edge_index, normalization="sym", num_nodes=n)
-    lap = to_scipy_sparse_matrix(ei, w, num_nodes=n)
+        return torch.from_numpy(out)
+    edges = edge_index if isinstance(edge_index, np.ndarray) else edge_index.detach().numpy()
+    src, dst = edges
+    keep = (src != dst) & (src < n) & (dst < n)
+    adj = sp.coo_matrix((np.ones(int(keep.sum())), (src[keep], dst[keep])), shape=(n, n)).tocsr()
+    deg = np.asarray(adj.sum(axis=1)).ravel()
+    inv_sqrt = np.where(deg > 0, 1.0 / np.sqrt(np.maximum(deg, 1e-300)), 0.0)
+    lap = sp.identity(n, format="csr") - sp.diags(inv_sqrt) @ adj @ sp.diags(inv_sqrt)
     m = min(k + 1, n)
     if n <= DENSE_EIGH_NODES:
-        vals, vecs = np.linalg.eigh(lap.toarray().astype(np.float64))
+        vals, vecs = np.linalg.eigh(lap.toarray())
     else:
         from scipy.sparse.linalg import eigsh
 
-        vals, vecs = eigsh(lap.astype(np.float64), k=m, which="SA", tol=1e-6)
+        vals, vecs = eigsh(lap, k=m, which="SA", tol=1e-6)
         order = np.argsort(vals)
         vals, vecs = vals[order], vecs[:, order]
     vecs = vecs[:, 1:m]  # the first is the trivial √d direction
     big = np.abs(vecs).argmax(axis=0)
     vecs = vecs * np.sign(vecs[big, np.arange(vecs.shape[1])])
-    out[:, : vecs.shape[1]] = torch.from_numpy(vecs.astype(np.float32))
-    return out
+    out[:, : vecs.shape[1]] = vecs
+    return torch.from_numpy(out)
 
 
 class TransformerLayer(GraphLayer):
@@ -100,14 +108,18 @@ class GraphTransformer(MessagePassingNet):
         ]
         super().__init__(parts, in_dim + self.pe_dim, width, out_dim, layers)
         self._pe: dict[int, torch.Tensor] = {}
+        self._plain_edges = np.zeros((2, 0), dtype=np.int64)
 
     def on_graph(self) -> None:
-        self._pe = {}
+        # A NumPy copy of the graph: under torch.func (probes call the model through
+        # functional_call, vmap, jvp) tensors are wrapped and NumPy cannot read them.
+        self._plain_edges = self.edge_index.detach().numpy().copy()
+        self._pe = {self.num_nodes: laplacian_pe(self._plain_edges, self.num_nodes, self.pe_dim)}
 
     def encoding(self, n: int) -> torch.Tensor:
         """The positional encodings of the graph the first ``n`` rows run on."""
-        if n not in self._pe:
-            self._pe[n] = laplacian_pe(self.graph_for(n), n, self.pe_dim)
+        if n not in self._pe:  # laplacian_pe keeps the edges among the first n nodes
+            self._pe[n] = laplacian_pe(self._plain_edges, n, self.pe_dim)
         return self._pe[n]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 Every node carries a stalk ℝ^d (``stalk_dim``) of f = width/d channels, X_v ∈ ℝ^{d×f}. Each
 layer learns a restriction map F_{v◁e} ∈ ℝ^{d×d} for every node v of every edge e = {u, v}
-from the features, F_{v◁e} = Φ([x_v ‖ x_u]) with one Linear Φ, as ``sheaf_maps`` says:
+from the features, F_{v◁e} = Φ([x_v ‖ x_u]) with one linear map Φ, as ``sheaf_maps`` says:
 ``diagonal`` (tanh of d numbers), ``general`` (tanh of d² numbers) or ``orthogonal`` (the
 matrix exponential of a skew-symmetric matrix of d(d−1)/2 numbers). The sheaf Laplacian is
 L_F = δᵀδ with (δx)_e = F_{v◁e} x_v − F_{u◁e} x_u, i.e.
@@ -94,7 +94,10 @@ class SheafLayer(GraphLayer):
             raise SpecError("stalk_dim", "orthogonal restriction maps need stalk_dim >= 2")
         self.d, self.f, self.kind = d, width // d, kind
         n_out = {"diagonal": d, "general": d * d, "orthogonal": d * (d - 1) // 2}[kind]
-        self.phi = nn.Linear(2 * width, max(n_out, 1), bias=parts.spec.bias)
+        # Φ([x_v ‖ x_u]) = Φ_v x_v + Φ_u x_u: the same map as one Linear on the concatenation,
+        # applied per node (rows stay nodes for every probe that hooks nn.Linear)
+        self.phi_dst = nn.Linear(width, n_out, bias=parts.spec.bias)
+        self.phi_src = nn.Linear(width, n_out, bias=False)
         self.w1 = nn.Linear(d, d, bias=False)
         self.w2 = nn.Linear(self.f, self.f, bias=False)
         self.act = parts.act()
@@ -102,7 +105,8 @@ class SheafLayer(GraphLayer):
 
     def _coefficients(self, h: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         src, dst = edge_index
-        return self.phi(torch.cat([h[dst], h[src]], dim=-1))
+        # / √2: the pair starts at the scale of one Linear on the 2·width concatenation
+        return (self.phi_dst(h)[dst] + self.phi_src(h)[src]) * 0.5**0.5
 
     def restriction_maps(self, h: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         """F_{dst◁e} for every directed edge, (E, d, d)."""

@@ -113,4 +113,7 @@ def test_reproduce_runs_the_experiment_with_the_claims_threads(monkeypatch) -> N
     assert reproduce("snn-fixed-point").passed
     assert seen == [3] and torch.get_num_threads() == before
     single = {n for n in claim_names() if get_claim(n).threads == 1}
-    assert single == {"gradient-noise", "normalization-depth", "mnist1d-table", "trainable-depth"}
+    assert single == {
+        "gradient-noise", "normalization-depth", "mnist1d-table", "trainable-depth",
+        "oversmoothing", "heterophily", "gin-expressivity",
+    }  # fmt: skip

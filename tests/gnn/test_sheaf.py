@@ -90,8 +90,8 @@ def test_laplacian_pe_are_eigenvectors_of_the_normalised_laplacian():
     lap = torch.eye(N, dtype=torch.float64) - d[:, None] * a * d[None, :]
     vals = torch.linalg.eigvalsh(lap)[1:4]
     torch.testing.assert_close(lap @ pe, pe * vals, atol=1e-5, rtol=1e-5)
-    biggest = pe.abs().argmax(0)
-    assert bool((pe[biggest, torch.arange(3)] > 0).all())  # the sign convention
+    # the sign convention: the largest-magnitude entry is positive (up to float32 ties)
+    assert bool((pe.max(0).values >= -pe.min(0).values - 1e-6).all())
 
 
 def test_dagnn_weighs_its_propagation_steps_per_node():
