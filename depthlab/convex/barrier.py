@@ -25,6 +25,9 @@ from depthlab.convex.programs import Program
 
 __all__ = ["barrier"]
 
+# Up to this many unknowns the Newton system is formed and factored densely.
+DENSE_LIMIT = 4000
+
 
 def _interior_start(prog: Program, gates: torch.Tensor) -> torch.Tensor:
     """u_k = a small multiple of the gate of its pattern: strictly inside the cone."""
@@ -38,8 +41,8 @@ def barrier(
     gates: torch.Tensor,
     *,
     tol: float = 1e-8,
-    max_newton: int = 400,
-    growth: float = 20.0,
+    max_newton: int = 1000,
+    growth: float = 4.0,
     deadline: float = math.inf,
     done: Callable[[torch.Tensor], bool] | None = None,
 ) -> tuple[torch.Tensor, int, bool]:
@@ -116,6 +119,28 @@ def barrier(
         blk[..., dim, :dim] = hut
         # = −2/q + 4t²/q², written without the cancellation
         blk[..., dim, dim] = 2 * (t * t + (u * u).sum(-1)) / q**2
+        size = nb * p * (dim + 1)
+        if size <= DENSE_LIMIT:
+            # Small systems (a working set): the full Hessian, dense, is the accurate way.
+            # F as a matrix: F[n, (k, i, j)] = σ_k D[n, i] x[n, j], zero on the t columns.
+            feat = torch.zeros(n, nb, p, dim + 1, dtype=x.dtype)
+            feat[..., :dim] = (dmat[:, :, None] * x[:, None, :])[:, None]
+            if cones:
+                feat[:, 1] = -feat[:, 1]
+            fmat = feat.reshape(n, size)
+            hess = torch.block_diag(*blk.reshape(-1, dim + 1, dim + 1))
+            hess = hess + (fmat * (root**2)[:, None]).T @ fmat
+            # Jacobi scaling first: barrier Hessians mix scales 1/s² apart; unit diagonal keeps
+            # the factorisation exact where a plain Cholesky would need a jitter.
+            scale = hess.diagonal().clamp(min=1e-300).rsqrt()
+            hchol = _safe_cholesky(scale[:, None] * hess * scale[None, :])
+            shape = blk.shape[:-1]
+
+            def dense_solve(r: torch.Tensor) -> torch.Tensor:
+                flat = torch.cholesky_solve((scale * r.reshape(-1))[:, None], hchol)[:, 0]
+                return (scale * flat).reshape(shape)
+
+            return torch.cat([gu, gt[..., None]], dim=-1), dense_solve
         binv = torch.cholesky_inverse(_safe_cholesky(blk))
         # Σ_k D_k X C_k Xᵀ D_k = Σ_k (D_k X L_k)(D_k X L_k)ᵀ, C_k = L_k L_kᵀ the u-part of B_k⁻¹
         lk = _safe_cholesky(binv[..., :dim, :dim])

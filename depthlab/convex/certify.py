@@ -6,7 +6,7 @@ For any w ∈ R^N the Fenchel dual gives optimum ≥ −L*(t w) whenever t w is 
 * ReLU over patterns {D_i}: for every i and both signs, sup over the cone
   C_i = {u : (2D_i − I)X̃u ≥ 0}, ‖u‖ ≤ 1, of ±wᵀD_iX̃u is ≤ λ. Any μ ≥ 0 bounds that sup by
   ‖±X̃ᵀD_i w + X̃ᵀ(2D_i − I)μ‖ (for u ∈ C_i, hᵀu ≤ hᵀu + μᵀ(2D_i − I)X̃u), so the check is
-  rigorous for every μ and tight for the best one, found by projected gradient.
+  rigorous for every μ and tight for the best one (conic duality), found by NNLS.
 
 Over all patterns the ReLU condition is max_{‖u‖≤1} |wᵀ(X̃u)_+| ≤ λ (formulas.md); it is checked
 exactly by enumerating the patterns (rank ≤ 3), or bounded loosely for any rank by
@@ -16,6 +16,7 @@ The natural w is the loss gradient at the solution's predictions (the scaled res
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from depthlab.convex.losses import Loss, best_scale
@@ -40,86 +41,36 @@ def gated_dual_norm(x: torch.Tensor, d: torch.Tensor, w: torch.Tensor) -> float:
     return float(gated_dual_norms(x, d, w).max()) if d.shape[1] else 0.0
 
 
-def relu_dual_norm(
-    x: torch.Tensor,
-    d: torch.Tensor,
-    w: torch.Tensor,
-    lam: float,
-    *,
-    iters: int = 300,
-    exact: int = 2000,
-) -> float:
+def relu_dual_norm(x: torch.Tensor, d: torch.Tensor, w: torch.Tensor, lam: float) -> float:
     """A rigorous upper bound on max_i max_± sup_{u ∈ C_i, ‖u‖ ≤ 1} ±wᵀD_iX̃u."""
-    norms = relu_dual_norms(x, d, w, lam, iters=iters, exact=exact)
+    norms = relu_dual_norms(x, d, w, lam)
     return float(norms.max()) if len(norms) else 0.0
 
 
-def relu_dual_norms(
-    x: torch.Tensor,
-    d: torch.Tensor,
-    w: torch.Tensor,
-    lam: float,
-    *,
-    iters: int = 300,
-    exact: int = 2000,
-    chunk: int = 20000,
-) -> torch.Tensor:
+def relu_dual_norms(x: torch.Tensor, d: torch.Tensor, w: torch.Tensor, lam: float) -> torch.Tensor:
     """Per pattern (P,), an upper bound on max_± sup_{u ∈ C_i, ‖u‖ ≤ 1} ±wᵀD_iX̃u.
 
-    Patterns whose plain bound ‖X̃ᵀD_i w‖ is already ≤ λ keep it; the others get accelerated
-    projected gradient on μ ≥ 0 (keeping the smallest norm any iterate reached) and, for the
-    ``exact`` worst ones still above λ, an exact NNLS."""
-    g = (d * w[:, None]).T @ x  # (P, d)
-    out = g.norm(dim=1)
-    active = torch.nonzero(out > lam).flatten()
-    if len(active) == 0:
-        return out
-    step = 1.0 / float(torch.linalg.matrix_norm(x, ord=2)) ** 2
-    for start in range(0, len(active), chunk):
-        idx = active[start : start + chunk]
-        s = 2 * d[:, idx] - 1  # (N, A)
-        worst = torch.zeros(len(idx), dtype=x.dtype)
-        for sign in (1.0, -1.0):
-            h = sign * g[idx]
-            best = h.norm(dim=1)
-            mu = torch.zeros_like(s)
-            z, t = mu, 1.0
-            for _ in range(iters):
-                r = h + (s * z).T @ x  # (A, d)
-                best = torch.minimum(best, r.norm(dim=1))
-                if float(best.max()) <= lam:
-                    break
-                mu_next = torch.clamp(z - step * s * (x @ r.T), min=0.0)
-                t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
-                z = mu_next + (t - 1) / t_next * (mu_next - mu)
-                mu, t = mu_next, t_next
-            r = h + (s * mu).T @ x
-            best = torch.minimum(best, r.norm(dim=1))
-            best = _exact_where_needed(x, s, h, best, lam, exact)
-            worst = torch.maximum(worst, best)
-        out[idx] = worst
-    return out
-
-
-def _exact_where_needed(
-    x: torch.Tensor, s: torch.Tensor, h: torch.Tensor, best: torch.Tensor, lam: float, limit: int
-) -> torch.Tensor:
-    """min_{μ≥0} ‖h_i + X̃ᵀ(s_i ⊙ μ)‖ exactly (Lawson–Hanson NNLS) for the worst patterns still
-    above λ, up to ``limit`` of them."""
+    Patterns whose plain bound ‖X̃ᵀD_i w‖ is already ≤ λ keep it (μ = 0); the others get the
+    exact min_{μ≥0} ‖±X̃ᵀD_i w + X̃ᵀ(2D_i − I)μ‖ by Lawson–Hanson NNLS, a d × N problem whose
+    active set has at most d members (tens of microseconds each)."""
     from scipy.optimize import nnls
 
-    over = torch.nonzero(best > lam).flatten()
-    if len(over) == 0 or limit <= 0:
-        return best
-    over = over[torch.argsort(best[over], descending=True)][:limit]
-    xn = x.numpy()
-    best = best.clone()
-    for i in over.tolist():
-        a = (xn * s[:, i].numpy()[:, None]).T  # (d, N)
-        mu, _ = nnls(a, -h[i].numpy(), maxiter=50 * a.shape[1])
-        r = h[i] + torch.from_numpy(a @ mu)
-        best[i] = min(float(best[i]), float(r.norm()))
-    return best
+    g = (d * w[:, None]).T @ x  # (P, d)
+    out = g.norm(dim=1)
+    over = torch.nonzero(out > lam).flatten().tolist()
+    if not over:
+        return out
+    xn, gn, sn = x.numpy(), g.numpy(), (2 * d - 1).numpy()
+    res = out.numpy().copy()
+    for i in over:
+        a = (xn * sn[:, i : i + 1]).T  # (d, N): μ ↦ X̃ᵀ(2D_i − I)μ
+        worst = 0.0
+        for sign in (1.0, -1.0):
+            h = sign * gn[i]
+            mu, _ = nnls(a, -h, maxiter=50 * a.shape[1])
+            worst = max(worst, float(np.linalg.norm(h + a @ mu)))
+        res[i] = min(res[i], worst)
+    return torch.from_numpy(res)
 
 
 def loose_relu_dual_norm(x: torch.Tensor, w: torch.Tensor) -> float:
