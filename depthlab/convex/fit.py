@@ -196,7 +196,8 @@ def fit_convex(
         u, obj = _prune(prog, res.u, res.objective, tol)
         weights.append(u)
         total_obj += obj
-        low, low_scope = res.lower_bound, scope
+        low: float | None = res.lower_bound
+        low_scope = scope
         if not pats.exact:
             low, low_scope = _global_lower_bound(prog, u, pats)
         scope = low_scope

@@ -30,6 +30,9 @@ class TwoLayerReLU(nn.Module):
 class GatedReLU(nn.Module):
     """f(x) = Σ_i 1[x̃ᵀg_i ≥ 0] x̃ᵀu_i with fixed gates g_i (Mishkin et al. 2022), x̃ = [x, 1]."""
 
+    gates: torch.Tensor
+    readout: torch.Tensor
+
     def __init__(self, gates: torch.Tensor, weights: torch.Tensor, readout: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("gates", gates)  # (m, d+1)
