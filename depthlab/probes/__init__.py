@@ -1,5 +1,6 @@
 """Probes: principled measurements of any ``nn.Module``, each registered by name."""
 
+import depthlab.probes.convexity  # noqa: F401  (registers)
 import depthlab.probes.optimality  # noqa: F401  (registers)
 from depthlab.probes import gradients, jacobian, meanfield, signal  # noqa: F401  (registers)
 from depthlab.probes.base import Probe, ProbeBatch, preserved, register_probe
