@@ -114,6 +114,9 @@ class Optimality(Probe):
         }
 
     def _local(self, model: nn.Module, batch: ProbeBatch, lam: float) -> dict[str, Any]:
+        # The objective of the trained network is the deterministic one: no dropout, batch norm
+        # on its running statistics (``run`` restores the mode afterwards).
+        model.eval()
         params = [p for p in model.parameters() if p.requires_grad]
         n_params = sum(p.numel() for p in params)
 
