@@ -49,6 +49,19 @@ def _load(data: str, seed: int) -> tuple[object, object]:
     return ds.x_train.double().reshape(len(ds.x_train), -1).numpy(), ds.y_train.numpy()
 
 
+def _widths(text: str | None) -> tuple[int, ...]:
+    from depthlab.exceptions import SpecError
+
+    if not text:
+        return ()
+    try:
+        return tuple(int(w) for w in text.split(",") if w.strip())
+    except ValueError:
+        raise SpecError(
+            "widths", f"{text!r} is not valid; expected integers like 1,2,4,8"
+        ) from None
+
+
 @app.command()
 def fit(
     data: Annotated[str, typer.Option(help="A dataset name or a FILE.npz with arrays x, y.")],
@@ -106,6 +119,9 @@ def gap(
         int | None, typer.Option(help="Train and solve on the first K principal components.")
     ] = None,
     max_seconds: Annotated[float, typer.Option(help="Stop the solver after this long.")] = 600.0,
+    widths: Annotated[
+        str | None, typer.Option(help="Also train at these widths, e.g. 1,2,4,8 (width vs gap).")
+    ] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the JSON here.")] = None,
 ) -> None:
     """Train the run file's two-layer network on the penalised objective and hold it against
@@ -124,6 +140,7 @@ def gap(
         patterns=patterns,
         projection=project,
         max_seconds=max_seconds,
+        widths=_widths(widths),
     )
     text = json.dumps(res.to_dict(), indent=2)
     print(text)

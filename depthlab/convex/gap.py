@@ -32,6 +32,7 @@ class GapResult:
     width: int
     train_seconds: float
     projection: int | None
+    by_width: tuple[tuple[int, float], ...] = ()
 
     @property
     def optimum(self) -> float | None:
@@ -69,6 +70,10 @@ class GapResult:
             "loss": c.loss,
             "train_seconds": self.train_seconds,
             "convex_seconds": c.seconds,
+            "width_vs_gap": [
+                {"width": w, "trained_objective": obj, "gap": obj - c.objective}
+                for w, obj in self.by_width
+            ],
         }
 
 
@@ -164,8 +169,10 @@ def optimality_gap(
     patterns: str | int = "exact",
     projection: int | None = None,
     max_seconds: float = math.inf,
+    widths: tuple[int, ...] = (),
 ) -> GapResult:
-    """Train the run's two-layer network with the penalty and hold it against the optimum."""
+    """Train the run's two-layer network with the penalty and hold it against the optimum;
+    ``widths`` also trains the same run at each of these widths (width vs gap, one optimum)."""
     if spec.arch.family != "mlp" or spec.arch.depth != 1:
         raise SpecError(
             "arch",
@@ -180,7 +187,15 @@ def optimality_gap(
     net = train_two_layer(torch.from_numpy(x), y, width=width, lam=lam, train=spec.train, loss=loss)
     seconds = time.perf_counter() - t0
     trained = two_layer_objective(net, torch.from_numpy(x), y, lam, loss)
+    by_width = []
+    for w in widths:
+        if w < 1:
+            raise SpecError("widths", f"{w!r} is not valid; expected widths >= 1")
+        other = train_two_layer(
+            torch.from_numpy(x), y, width=w, lam=lam, train=spec.train, loss=loss
+        )
+        by_width.append((w, two_layer_objective(other, torch.from_numpy(x), y, lam, loss)))
     convex = fit_convex(
         x, y.numpy(), lam=lam, loss=loss, patterns=patterns, max_seconds=max_seconds
     )
-    return GapResult(trained, convex, width, seconds, projection)
+    return GapResult(trained, convex, width, seconds, projection, tuple(by_width))

@@ -84,10 +84,17 @@ def test_gap_of_an_adam_trained_net_is_certified_and_non_negative(tmp_path: Path
         "train: {optimizer: adam, lr: 0.01, epochs: 300, batch_size: 0, seed: 0}\n"
     )
     out = tmp_path / "gap.json"
-    proc = run_cli("convex", "gap", "--spec", str(spec), "--lam", "0.01", "--json", str(out))
+    proc = run_cli(
+        "convex", "gap", "--spec", str(spec), "--lam", "0.01", "--json", str(out),
+        "--widths", "1,16",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     res = json.loads(out.read_text())
     assert res["certified"] is True
+    # width vs gap: every width's net is above the optimum; one neuron cannot reach it here
+    rows = {r["width"]: r for r in res["width_vs_gap"]}
+    assert all(r["trained_objective"] >= res["lower_bound"] - 1e-12 for r in rows.values())
+    assert rows[1]["gap"] > rows[16]["gap"]
     # No trained network beats the certified lower bound (Pilanci & Ergen 2020).
     assert res["trained_objective"] >= res["lower_bound"] - 1e-12
     assert res["gap"] >= -1e-9 * res["optimum"]
