@@ -15,6 +15,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "claims"
 EXPECTED = {
     "snn-fixed-point", "edge-of-chaos", "residual-explosion", "gradient-noise", "guidance",
     "neural-collapse", "wide-deep-ntk", "lazy-vs-rich", "mnist1d-table", "normalization-depth",
+    "convex-equivalence",
 }  # fmt: skip
 
 
@@ -112,4 +113,9 @@ def test_reproduce_runs_the_experiment_with_the_claims_threads(monkeypatch) -> N
     assert reproduce("snn-fixed-point").passed
     assert seen == [3] and torch.get_num_threads() == before
     single = {n for n in claim_names() if get_claim(n).threads == 1}
-    assert single == {"gradient-noise", "normalization-depth", "mnist1d-table"}
+    assert single == {
+        "gradient-noise",
+        "normalization-depth",
+        "mnist1d-table",
+        "convex-equivalence",
+    }
