@@ -15,7 +15,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "claims"
 EXPECTED = {
     "snn-fixed-point", "edge-of-chaos", "residual-explosion", "gradient-noise", "guidance",
     "neural-collapse", "wide-deep-ntk", "lazy-vs-rich", "mnist1d-table", "normalization-depth",
-    "convex-equivalence",
+    "convex-equivalence", "brenier-icnn",
 }  # fmt: skip
 
 
@@ -118,4 +118,5 @@ def test_reproduce_runs_the_experiment_with_the_claims_threads(monkeypatch) -> N
         "normalization-depth",
         "mnist1d-table",
         "convex-equivalence",
+        "brenier-icnn",
     }
