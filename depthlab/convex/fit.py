@@ -286,7 +286,7 @@ def _statement(model: str, certified: bool, pats: PatternSet, scope: str, output
     if pats.exact:
         return f"not certified: the solver did not close the gap on {what}{per}"
     lower = (
-        "a valid lower bound over all patterns"
+        "a valid lower bound over all patterns" + (" (loose)" if "loose" in scope else "")
         if scope.startswith("all patterns")
         else "no lower bound"
     )
