@@ -565,6 +565,11 @@ def reproduce(
         raise SystemExit(EXIT_NOT_REPRODUCED)
 
 
+from depthlab.cli.convex import app as convex_app  # noqa: E402
+
+app.add_typer(convex_app, name="convex")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and turn every error into one line and an exit code."""
     from depthlab.exceptions import DepthlabError

@@ -232,7 +232,8 @@ def _moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _as_2d(y: np.ndarray) -> np.ndarray:
-    return y.reshape(len(y), -1)
+    # Columns from the shape, not -1: an empty split (val_fraction 0) has no rows to infer them.
+    return y.reshape(len(y), int(np.prod(y.shape[1:], dtype=np.int64)))
 
 
 def _x_tensor(x: np.ndarray) -> torch.Tensor:

@@ -5,6 +5,7 @@ from depthlab.models import (  # noqa: F401  (registers the families)
     dagnn,
     gnn,
     graph_transformer,
+    icnn,
     mlp,
     resmlp,
     sheaf,

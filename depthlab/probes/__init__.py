@@ -1,5 +1,7 @@
 """Probes: principled measurements of any ``nn.Module``, each registered by name."""
 
+import depthlab.probes.convexity  # noqa: F401  (registers)
+import depthlab.probes.optimality  # noqa: F401  (registers)
 from depthlab.probes import (  # noqa: F401  (registers)
     correlation,
     gradients,

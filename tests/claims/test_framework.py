@@ -16,6 +16,7 @@ EXPECTED = {
     "snn-fixed-point", "edge-of-chaos", "residual-explosion", "gradient-noise", "guidance",
     "neural-collapse", "wide-deep-ntk", "lazy-vs-rich", "mnist1d-table", "normalization-depth",
     "trainable-depth", "oversmoothing", "heterophily", "gin-expressivity",
+    "convex-equivalence", "brenier-icnn",
 }  # fmt: skip
 
 
@@ -115,5 +116,5 @@ def test_reproduce_runs_the_experiment_with_the_claims_threads(monkeypatch) -> N
     single = {n for n in claim_names() if get_claim(n).threads == 1}
     assert single == {
         "gradient-noise", "normalization-depth", "mnist1d-table", "trainable-depth",
-        "oversmoothing", "heterophily", "gin-expressivity",
+        "oversmoothing", "heterophily", "gin-expressivity", "convex-equivalence", "brenier-icnn",
     }  # fmt: skip
