@@ -311,6 +311,9 @@ def depth_ratio(results: Mapping[str, Any]) -> tuple[float | None, float | None,
     if not corr:
         return None, None, "measured"
     mf = results.get("meanfield") or {}
+    if mf.get("phase") == "critical":
+        # at the critical point ξ_c diverges (theory may return inf or NaN for it)
+        return 0.0, math.inf, "mean-field"
     if isinstance(mf.get("xi_c"), int | float) and mf["xi_c"] > 0:
         xi = float(mf["xi_c"])
         return (corr["depth"] / xi if math.isfinite(xi) else 0.0), xi, "mean-field"
