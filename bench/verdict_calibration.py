@@ -3,10 +3,13 @@
 Phases (each resumable; results under ``--out``, default ``bench-out/verdict_calibration``):
 
   label     train every run of the grid (``depthlab.diagnose.calibration.GRID``, 290 runs of
-            ~300 steps) and the shallow reference nets, with the sweep machinery
+            ~300 steps) and the shallow reference nets, with the sweep machinery (about an
+            hour on 2 cores)
   diagnose  diagnose each run's network at initialisation for its own training setup (the
             default probes of a train-spec diagnosis, trial included), and the zero-cost proxies
-  tune      print the tuning half only: feature tables to set thresholds and the calibration fit
+  reference add the shallow reference net's trial to diagnoses made before the trial ran it
+            (the same function the trial probe calls; new diagnoses carry it already)
+  tune      fit P(trains) on the tuning half only and write depthlab/diagnose/calibrated.py
   report    the test half: agreement, precision/recall of *trainable*, Brier score, Spearman,
             the diagnosis's time as a fraction of training, a reliability diagram (PNG), the
             zero-cost proxies side by side
