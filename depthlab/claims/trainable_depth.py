@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from depthlab._stats import spearman
 from depthlab.claims.base import Check, Claim, Context, Evidence, claim_figure, register_claim
 from depthlab.layers.inits import gaussian_
 from depthlab.theory.meanfield import critical_sigma_w2, depth_scales
@@ -66,34 +67,6 @@ def max_trainable_depth(trains: dict[int, bool], depths: tuple[int, ...] = DEPTH
             break
         best = d
     return best
-
-
-def _ranks(xs: list[float]) -> list[float]:
-    """Ranks 1..n, ties given their average rank."""
-    order = sorted(range(len(xs)), key=lambda i: xs[i])
-    ranks = [0.0] * len(xs)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
-def spearman(xs: list[float], ys: list[float]) -> float:
-    """Spearman's rank correlation (Pearson on average ranks); NaN if either side is constant."""
-    rx, ry = _ranks(xs), _ranks(ys)
-    n = len(xs)
-    mx, my = sum(rx) / n, sum(ry) / n
-    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
-    sxx = sum((a - mx) ** 2 for a in rx)
-    syy = sum((b - my) ** 2 for b in ry)
-    if sxx == 0 or syy == 0:
-        return math.nan
-    return sxy / math.sqrt(sxx * syy)
 
 
 def _train_accuracy(
