@@ -37,9 +37,10 @@ reference net within the budget — comes from a logistic model per optimizer fa
 sgd, momentum; adaptive: adam, adamw) over trial and theory features, fitted on the tuning half
 of ``bench/verdict_calibration.py`` and stored in ``depthlab.diagnose.calibrated``. The verdict
 is ``trainable`` when p_trains ≥ 0.5; otherwise the first rule or trial finding in ``ORDER``
-names the cause (``won't train in budget`` when none fired). ``decided_by`` says whose evidence
-moved p_trains most: ``trial`` or ``theory``. Rules that fire on a network predicted to train
-stay in ``findings`` as warnings.
+names the cause (``won't train in budget`` when none fired). Without the trial (a probe list
+that leaves it out) the rules alone give the verdict and p_trains is the theory-only model's.
+``decided_by`` says whose evidence moved p_trains most: ``trial`` or ``theory``. Rules that
+fire on a network predicted to train stay in ``findings`` as warnings.
 """
 
 from __future__ import annotations
@@ -121,11 +122,15 @@ def assess(results: Mapping[str, Any], setup: Mapping[str, Any] | None = None) -
     advice = Advice(results, setup)
     findings = rule_findings(results, setup, advice)
     p, contributions = probability(results, setup)
-    if p is None:
-        # No calibrated model for these features: the rules alone decide.
+    if p is None or "trial" not in results:
+        # Without the trial the rules decide, as they always have: theory has nothing to weigh
+        # against. P(trains) is then the theory-only model's, reported beside the verdict.
         causes = [f for f in findings if f.verdict not in WARNINGS]
         verdict = causes[0].verdict if causes else "trainable"
-        return Assessment(verdict, 0.0 if causes else 1.0, "theory", tuple(findings), {})
+        fallback = 0.0 if causes else 1.0
+        return Assessment(
+            verdict, fallback if p is None else p, "theory", tuple(findings), contributions
+        )
     causes = [f for f in findings if f.verdict not in WARNINGS]
     trial = results.get("trial") or {}
     if trial.get("diverged"):

@@ -100,13 +100,16 @@ class GraphNet(nn.Module):
         edge touches (rows beyond are isolated nodes), else the induced subgraph."""
         if n >= self.num_nodes:
             return self.edge_index
-        if n not in self._subgraphs:
-            from torch_geometric.utils import subgraph
+        if n in self._subgraphs:
+            return self._subgraphs[n]
+        from torch_geometric.utils import subgraph
 
-            self._subgraphs[n] = subgraph(
-                torch.arange(n), self.edge_index, num_nodes=self.num_nodes
-            )[0]
-        return self._subgraphs[n]
+        edges = subgraph(torch.arange(n), self.edge_index, num_nodes=self.num_nodes)[0]
+        # inside a torch.func transform the buffer is a wrapper: computed, never cached (a
+        # cached wrapper outlives the transform and breaks copies of the model)
+        if not torch._C._functorch.is_functorch_wrapped_tensor(edges):
+            self._subgraphs[n] = edges
+        return edges
 
     def prepare(self, x: torch.Tensor, edge_index: torch.Tensor) -> Context:
         """What every layer needs from the graph, computed once per forward pass."""

@@ -59,7 +59,9 @@ def test_user_model_and_npz(user_files):
     )
     assert out.returncode == 0, out.stderr
     result = json.loads((user_files / "r.json").read_text())
+    # no trial in the list: the rules decide, and say so
     assert result["verdict"] in {"trainable", "vanishing signal", "vanishing gradients"}
+    assert result["decided_by"] == "theory"
     assert result["n_samples"] == 300
     assert [row["name"] for row in result["signal"]["layers"]] == ["0", "2", "4"]
     assert all({"name", "mean", "var"} <= set(r) for r in result["signal"]["layers"])
@@ -187,7 +189,10 @@ def test_advise_writes_a_checked_run_file(tmp_path):
 
     advised = RunSpec.load(fixed)
     assert advised.train.lr < 50.0 and advised.arch == RunSpec.load(spec).arch
-    assert result["fix"]["edit"] == {"train.lr": advised.train.lr}
-    assert "advice (checked" in out.stderr and str(fixed) in out.stderr
+    # the first fix is half the edge of stability 2/λ_max that the unstable trial called for
+    stable = result["stability"]["stable_lr"]
+    assert result["fix"]["edit"] == {"train.lr": float(f"{stable / 2:.2g}")}
+    assert advised.train.lr == float(f"{stable / 2:.2g}")
+    assert "advice (" in out.stderr and str(fixed) in out.stderr
     out = depthlab("diagnose", "--preset", "deep-mlp-mnist1d", "--advise", str(fixed))
     assert out.returncode == 2 and "--advise needs --spec" in out.stderr

@@ -141,7 +141,9 @@ def test_diagnose_json_of_a_graph_model(tmp_path):
     )
     (tmp_path / "g.yaml").write_text(spec.to_yaml())
     out = tmp_path / "d.json"
-    res = run_cli("diagnose", "--spec", str(tmp_path / "g.yaml"), "--json", str(out))
+    res = run_cli(
+        "diagnose", "--spec", str(tmp_path / "g.yaml"), "--probes", "all", "--json", str(out)
+    )
     assert res.returncode == 0, res.stderr
     d = json.loads(out.read_text())
     layers = d["smoothing"]["layers"]
