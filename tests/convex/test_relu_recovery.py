@@ -104,3 +104,23 @@ def test_cli_gated_fit_reports_relu_recovery(tmp_path: Path) -> None:
     assert rec["neurons"] >= res["neurons"]
     assert rec["objective"] >= res["objective"] * (1 - 1e-9)
     assert rec["gated_objective"] == pytest.approx(res["objective"], rel=1e-9)
+
+
+def test_split_penalty_is_the_per_gate_optimum_of_cvxpy() -> None:
+    # min ‖a‖ + ‖b‖ over a − b = u, a and b in the gate's cone, written independently in cvxpy
+    cp = pytest.importorskip("cvxpy")
+    x, y = _data()
+    gated = fit_convex(x, y, lam=LAM, model="gated", tol=1e-9)
+    xt = np.c_[x, np.ones(len(x))]
+    u = gated.weights[0]
+    for i in torch.nonzero(u.norm(dim=1) > 0).flatten().tolist()[:4]:
+        on = (xt @ gated.gates[i].numpy() >= 0).astype(float)
+        part = cone_decompose(torch.from_numpy(xt), torch.from_numpy(on), u[i])
+        a, b = cp.Variable(3), cp.Variable(3)
+        s = (2 * on - 1)[:, None] * xt
+        prob = cp.Problem(
+            cp.Minimize(cp.norm(a) + cp.norm(b)),
+            [s @ a >= 0, s @ b >= 0, a - b == u[i].numpy()],
+        )
+        prob.solve(solver=cp.CLARABEL)
+        assert float(part.a.norm() + part.b.norm()) == pytest.approx(prob.value, rel=1e-6)
