@@ -101,6 +101,15 @@ def fit(
     )
     out = res.to_dict()
     out["projection"] = project
+    if res.model == "gated":
+        from depthlab.convex import targets
+        from depthlab.convex.recover import relu_from_gated
+
+        # the gated solution as a ReLU network: two neurons per gate, with its error
+        rec = relu_from_gated(
+            res.weights, res.gates, torch.from_numpy(x), targets(np.asarray(y), loss), lam, loss
+        )
+        out["relu_recovery"] = rec.to_dict()
     text = json.dumps(out, indent=2)
     print(text)
     if json_path is not None:

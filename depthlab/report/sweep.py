@@ -16,6 +16,8 @@ Runs are grouped into *configurations*: runs whose specs agree on every field bu
 * train-loss curves (mean over seeds, thin lines per seed);
 * the diagnose figures and verdicts of runs diagnosed at initialisation, and per configuration
   the predicted P(trains) beside what training reached (predicted vs actual);
+* for runs with the ``optimality`` probe, the gap of each trained two-layer network to the
+  convex optimum against width (:mod:`depthlab.report.sweep_optimality`);
 * failed and diverged runs with their errors.
 
 The metric defaults to ``test_accuracy`` (higher is better) when any run reports it, else
@@ -62,6 +64,7 @@ from depthlab.report.sweep_figures import (
     prediction_figure,
 )
 from depthlab.report.sweep_graph import graph_section
+from depthlab.report.sweep_optimality import optimality_section
 from depthlab.store.base import RunRecord, RunState
 
 __all__ = ["write_sweep_report"]
@@ -376,6 +379,7 @@ def _sections(
             _curves_section(configs, axes, out),
             _diagnose_section(records, out),
             _prediction_section(configs, axes, metric, out),
+            optimality_section(records, configs, axes, out),
             _problems(records),
         ]
     )

@@ -7,6 +7,7 @@ A sweep file::
     seeds: [0, 1]
     strategy: grid            # grid | random | tpe
     probes: [signal, gradients]   # optional: diagnose each run at init, stored with it
+                                  # (optimality: the convex gap after training)
 
 Each axis is a dotted path ``section.field`` of :class:`~depthlab.spec.run.RunSpec` (``arch``,
 ``data``, ``train``) with a non-empty list of values. ``train.seed`` is not an axis: ``seeds``
@@ -79,7 +80,8 @@ class SweepSpec(Spec):
     both, unused by ``grid``); the run count is ``grid points × len(seeds)`` or
     ``budget × len(seeds)``. ``base.train.seed`` is overridden by ``seeds``. ``probes`` names
     diagnose probes run on each network at initialisation; their summary is stored with the run
-    and drawn in the report.
+    and drawn in the report. ``optimality`` is the exception: it runs after training (the convex
+    gap of a two-layer network at λ = ``train.weight_decay``, see :mod:`depthlab.sweep.task`).
     """
 
     base: RunSpec = dataclasses.field(default_factory=RunSpec)

@@ -16,6 +16,9 @@ from typing import Any
 
 __all__ = ["execute"]
 
+#: The probe a sweep runs on the trained network (the convex gap), not at initialisation.
+OPTIMALITY = "optimality"
+
 
 def execute(
     spec: dict[str, Any], *, probes: Sequence[str] = (), threads: int = 1
@@ -23,8 +26,13 @@ def execute(
     """Run ``spec``; return ``{state, metrics, history, probes, error, seconds, host}``.
 
     ``probes`` lists diagnose probes run on the freshly initialised network before training;
-    their summary is stored under ``probes["diagnose"]``. ``threads`` sets torch's intra-op
-    threads in this worker (one per worker: workers already fill the cores).
+    their summary is stored under ``probes["diagnose"]``. ``optimality`` among them is a
+    property of a *trained* network, so it is not run at initialisation: for a two-layer mlp
+    (depth 1) the run file's network is trained on the penalised objective with λ =
+    ``train.weight_decay`` and held against the convex optimum (``depthlab convex gap``), stored
+    under ``probes["optimality"]`` (its error text there when it cannot be computed).
+    ``threads`` sets torch's intra-op threads in this worker (one per worker: workers already
+    fill the cores).
     """
     started = time.perf_counter()
     outcome: dict[str, Any] = {
@@ -44,8 +52,11 @@ def execute(
         if threads:
             torch.set_num_threads(threads)
         run_spec = RunSpec.from_dict(spec)
-        if probes:
-            outcome["probes"]["diagnose"] = _diagnose(run_spec, probes)
+        at_init = [p for p in probes if p != OPTIMALITY]
+        if at_init:
+            outcome["probes"]["diagnose"] = _diagnose(run_spec, at_init)
+        if OPTIMALITY in probes:
+            outcome["probes"][OPTIMALITY] = _optimality(run_spec)
         result = run(run_spec, progress=False)
         outcome.update(
             state=result.state.value,
@@ -77,6 +88,20 @@ def _diagnose(spec: Any, probes: Sequence[str]) -> dict[str, Any]:
         progress=False,
     )
     return result
+
+
+def _optimality(spec: Any) -> dict[str, Any]:
+    """The convex gap of the run's two-layer network at λ = ``train.weight_decay``; a run the
+    gap does not apply to gets ``{"error": ...}`` and the sweep goes on."""
+    from depthlab.convex.gap import optimality_gap
+
+    lam = float(spec.train.weight_decay)
+    if not lam > 0:
+        return {"error": "optimality needs train.weight_decay > 0 (it is λ of the objective)"}
+    try:
+        return optimality_gap(spec, lam).to_dict()
+    except Exception as err:  # noqa: BLE001 - recorded with the run, like a failing run
+        return {"error": _error_text(err)}
 
 
 def _error_text(err: BaseException) -> str:
