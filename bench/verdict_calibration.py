@@ -90,30 +90,19 @@ def _labelled(out: Path, half: str) -> list[Any]:
 
 def _diagnose_one(job: tuple[dict[str, Any], bool]) -> dict[str, Any]:
     """Diagnose one run's network at init for its own setup (and time its training if asked)."""
-    from depthlab.diagnose import DEFAULT_PROBES, DiagnoseOptions, diagnose
-    from depthlab.diagnose.sources import dataset_batch
-    from depthlab.models import build_model
+    from depthlab.diagnose.run import diagnose_run
+    from depthlab.probes.proxies import zero_cost_proxies
     from depthlab.spec import RunSpec
     from depthlab.train import run
 
     torch.set_num_threads(1)
     spec_dict, time_training = job
     spec = RunSpec.from_dict(spec_dict)
-    batch, in_shape, out_dim = dataset_batch(spec.data, spec.train.loss)
-    model = build_model(spec.arch, in_shape=in_shape, out_dim=out_dim, seed=spec.train.seed)
-    options = DiagnoseOptions(
-        probes=DEFAULT_PROBES, seed=spec.train.seed, seeds=1, train=spec.train
-    )
-    started = time.perf_counter()
-    result = diagnose(model, batch, options, name=spec.name or "run", progress=False)
-    seconds = time.perf_counter() - started
+    result, model, batch = diagnose_run(spec)
+    seconds = result["seconds_total"]  # the diagnosis alone, data loading not included
     proxies: dict[str, Any] = {}
     try:
-        from depthlab.probes.proxies import zero_cost_proxies
-
         proxies = zero_cost_proxies(model, batch.head(64))
-    except ImportError:
-        pass
     except Exception as err:  # noqa: BLE001 - a proxy that cannot score this net is recorded
         proxies = {"error": str(err).splitlines()[0]}
     training = None
@@ -360,23 +349,18 @@ def _reliability_plot(rows: list[dict[str, float]], path: Path) -> None:
 
 
 def _fix_one(job: dict[str, Any]) -> dict[str, Any]:
-    from depthlab.diagnose import DEFAULT_PROBES, DiagnoseOptions, diagnose
     from depthlab.diagnose.advice import advise
-    from depthlab.diagnose.sources import dataset_batch
-    from depthlab.models import build_model
+    from depthlab.diagnose.run import diagnose_run
+    from depthlab.diagnose.sources import dataset_source
     from depthlab.spec import RunSpec
     from depthlab.train import run
 
     torch.set_num_threads(1)
     spec = RunSpec.from_dict(job["spec"])
-    batch, in_shape, out_dim = dataset_batch(spec.data, spec.train.loss)
+    source = dataset_source(spec.data, spec.train.loss)  # a fix never changes the data
 
     def check(fixed: Any) -> dict[str, Any]:
-        net = build_model(fixed.arch, in_shape=in_shape, out_dim=out_dim, seed=fixed.train.seed)
-        options = DiagnoseOptions(
-            probes=DEFAULT_PROBES, seed=fixed.train.seed, seeds=1, train=fixed.train
-        )
-        return diagnose(net, batch, options, progress=False)
+        return diagnose_run(fixed, source=source)[0]
 
     fix = advise(spec, job["verdict"], check, stable_lr=job.get("stable_lr"), tries=3)
     if fix is None:

@@ -319,7 +319,8 @@ def diagnose(
         results.append(run_diagnosis(s.model, batch, opts, name=s.name, rebuild=s.rebuild))
     if advise is not None:
         try:
-            _write_advice(subjects[0], results[0], batch, opts, advise)
+            source = (batch, in_shape, out_dim, graph)  # --advise comes with --spec
+            _write_advice(subjects[0].spec, results[0], source, options.probes, advise)
         except DepthlabError as err:  # the diagnosis itself is still written below
             results[0]["fix"] = {"error": str(err)}
             print(f"depthlab: no advice written: {err}", file=sys.stderr)
@@ -361,16 +362,15 @@ def _train_setup(
     return TrainSpec.from_dict(data)
 
 
-def _write_advice(subject: Any, diagnosis: dict, batch: Any, options: Any, path: Path) -> None:
-    """Diagnose the candidate fixes of a "won't train" verdict; write the first that trains."""
-    import torch
-
-    from depthlab.diagnose import diagnose as run_diagnosis
+def _write_advice(
+    spec: Any, diagnosis: dict, source: tuple, probes: tuple[str, ...], path: Path
+) -> None:
+    """Diagnose the candidate fixes of a "won't train" verdict on the run file's data (``source``,
+    as ``dataset_source`` gave it) with the same probes; write the first that trains."""
     from depthlab.diagnose.advice import advise as find_fix
+    from depthlab.diagnose.run import diagnose_run
     from depthlab.exceptions import DepthlabError
-    from depthlab.models import build_model
 
-    spec = subject.spec
     if diagnosis["verdict"] == "trainable":
         path.write_text(spec.to_yaml())
         print(
@@ -378,16 +378,9 @@ def _write_advice(subject: Any, diagnosis: dict, batch: Any, options: Any, path:
             file=sys.stderr,
         )
         return
-    from depthlab.probes.base import preserved
-
-    in_shape = tuple(batch.x.shape[1:])
-    with torch.no_grad(), preserved(subject.model):
-        out_dim = int(subject.model.eval()(batch.x[:2]).shape[-1])
 
     def check(fixed: Any) -> dict:
-        net = build_model(fixed.arch, in_shape=in_shape, out_dim=out_dim, seed=fixed.train.seed)
-        opts = dataclasses.replace(options, train=fixed.train, seeds=1)
-        return run_diagnosis(net, batch, opts, name="advised", progress=False)
+        return diagnose_run(fixed, probes, source=source)[0]
 
     stable_lr = (diagnosis.get("stability") or {}).get("stable_lr")
     fix = find_fix(spec, diagnosis["verdict"], check, stable_lr=stable_lr)

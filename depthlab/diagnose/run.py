@@ -107,6 +107,27 @@ def _params_for(name: str, options: DiagnoseOptions) -> Any:
     return params
 
 
+def diagnose_run(
+    spec: Any,
+    probes: tuple[str, ...] = DEFAULT_PROBES,
+    *,
+    source: tuple[ProbeBatch, tuple[int, ...], int, torch.Tensor | None] | None = None,
+) -> tuple[dict[str, Any], nn.Module, ProbeBatch]:
+    """A run spec's network at initialisation, diagnosed for the run's own training setup (one
+    seed, no progress display); also the network and the batch. ``source`` is the data as
+    ``depthlab.diagnose.sources.dataset_source`` gives it for ``spec.data``, when already loaded."""
+    from depthlab.diagnose.sources import dataset_source
+    from depthlab.models import build_model
+
+    batch, in_shape, out_dim, graph = source or dataset_source(spec.data, spec.train.loss)
+    model = build_model(
+        spec.arch, in_shape=in_shape, out_dim=out_dim, seed=spec.train.seed, graph=graph
+    )
+    options = DiagnoseOptions(probes=probes, seed=spec.train.seed, seeds=1, train=spec.train)
+    result = diagnose(model, batch, options, name=spec.name or "run", progress=False)
+    return result, model, batch
+
+
 def training_setup(options: DiagnoseOptions, n_samples: int) -> dict[str, Any]:
     """The setup the verdict is for, as stated in the diagnosis."""
     from depthlab.probes.trial import budget_steps

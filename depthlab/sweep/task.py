@@ -72,22 +72,9 @@ def execute(
 
 
 def _diagnose(spec: Any, probes: Sequence[str]) -> dict[str, Any]:
-    from depthlab.diagnose import DiagnoseOptions, diagnose
-    from depthlab.diagnose.sources import dataset_source
-    from depthlab.models import build_model
+    from depthlab.diagnose.run import diagnose_run
 
-    batch, in_shape, out_dim, graph = dataset_source(spec.data, spec.train.loss)
-    model = build_model(
-        spec.arch, in_shape=in_shape, out_dim=out_dim, seed=spec.train.seed, graph=graph
-    )
-    result: dict[str, Any] = diagnose(
-        model,
-        batch,
-        DiagnoseOptions(probes=tuple(probes), seed=spec.train.seed, seeds=1, train=spec.train),
-        name=spec.name or "run",
-        progress=False,
-    )
-    return result
+    return diagnose_run(spec, tuple(probes))[0]
 
 
 def _optimality(spec: Any) -> dict[str, Any]:

@@ -13,23 +13,11 @@ from depthlab.convex.patterns import max_patterns
 from depthlab.convex.programs import Program
 from depthlab.exceptions import DataError, SpecError
 
+from .toy import toy_regression as _data
+
 cp = pytest.importorskip("cvxpy")
 
 LAM = 1e-2
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _data(n: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, 2))
-    return x, np.sin(2 * x[:, 0]) + 0.3 * x[:, 1]
 
 
 def _cvxpy_optimum(x: np.ndarray, y: np.ndarray, model: str, loss: str) -> float:

@@ -14,21 +14,9 @@ from depthlab.convex import fit_convex, targets
 from depthlab.convex.recover import cone_decompose, relu_from_gated
 from depthlab.testing.cli import run_cli
 
+from .toy import toy_regression as _data
+
 LAM = 1e-2
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _data(n: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, 2))
-    return x, np.sin(2 * x[:, 0]) + 0.3 * x[:, 1]
 
 
 @pytest.mark.parametrize("loss", ["squared", "logistic"])
