@@ -173,15 +173,23 @@ class Advice:
 
     @property
     def slow(self) -> str:
-        if self._optimizer in ("sgd", "momentum"):
-            return self._join(
-                "raise the learning rate or use Adam",
-                "a critical init or residual scaling shortens the path the signal must travel",
-            )
-        return self._join(
-            "raise the learning rate toward 1e-3",
-            "a critical init or residual scaling helps deep nets start",
+        structure = {
+            "graph": "initial-residual connections or decoupled propagation keep deep graph "
+            "networks from smoothing",
+            "transformer": "pre-LN blocks and a learning-rate warm-up help deep transformers start",
+        }.get(
+            self.kind,
+            "a critical init or residual scaling shortens the path the signal must travel",
         )
+        if self._optimizer in ("sgd", "momentum"):
+            return self._join("raise the learning rate or use Adam", structure)
+        lr = float(self._lr) if self._lr else None
+        step = (
+            "raise the learning rate toward 1e-3"
+            if lr is None or lr < 1e-3
+            else f"a longer budget (the trial saw {lr:.3g} learn too slowly)"
+        )
+        return self._join(step, structure)
 
 
 def _critical_phrase(act: str, sigma_b2: float) -> str:
