@@ -1,4 +1,4 @@
-"""The fitted P(trains) models of the verdict (``depthlab.diagnose.verdict.probability``).
+"""The fitted P(trains) models of the verdict (``depthlab.diagnosis.verdict.probability``).
 
 Written by ``python bench/verdict_calibration.py tune`` from the tuning half of the calibration
 grid only; the test half is scored against these numbers, never used to set them. Each model
