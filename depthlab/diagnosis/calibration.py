@@ -33,7 +33,8 @@ SPLIT_SALT = "depthlab-verdict-calibration-v1"
 AMBIGUOUS = (0.35, 0.65)
 TRAINS_AT = 0.5
 
-#: Datasets of the grid, with the epochs that give each about 300 steps at batch size 64.
+#: Datasets of the grid, with the epochs that give each about 300 steps at batch size 64
+#: (graph data trains full batch: one step per epoch).
 DATASETS: dict[str, dict[str, Any]] = {
     "mnist1d": {"data": {"name": "mnist1d", "seed": 0}, "epochs": 5},
     "digits": {"data": {"name": "digits", "seed": 0}, "epochs": 15},
@@ -42,79 +43,117 @@ DATASETS: dict[str, dict[str, Any]] = {
         "data": {"name": "teacher", "seed": 0, "n_samples": 2000, "n_classes": 4},
         "epochs": 14,
     },
+    "csbm": {"data": {"name": "csbm", "seed": 0}, "epochs": 300},
 }
+#: Budgets of the grid: the epochs above (about 300 steps) and five times as many (about 1500).
+BUDGETS: dict[str, int] = {"short": 1, "long": 5}
 
 _OPTIM = {
     "train.optimizer": ["sgd", "momentum", "adam", "adamw"],
     "train.lr": [1e-4, 1e-3, 1e-2, 1e-1],
 }
-_ACTS = ["relu", "tanh", "selu", "gelu", "sigmoid"]
-_INITS = ["he", "lecun", "xavier", "orthogonal", "critical"]
+#: Every registered activation.
+_ACTS = [
+    "relu", "leaky_relu", "tanh", "sigmoid", "selu", "elu", "gelu", "silu", "softplus", "mish",
+    "hardtanh", "linear",
+]  # fmt: skip
+#: Every registered initialisation.
+_INITS = ["he", "lecun", "xavier", "orthogonal", "critical", "zero"]
+_NORMS = ["none", "batch", "layer"]
 
 
-def _base(dataset: str, family: str, **arch: Any) -> dict[str, Any]:
+def _base(dataset: str, family: str, budget: str = "short", **arch: Any) -> dict[str, Any]:
     d = DATASETS[dataset]
     return {
         "arch": {"family": family, **arch},
         "data": d["data"],
-        "train": {"optimizer": "adam", "lr": 1e-3, "epochs": d["epochs"], "batch_size": 64},
+        "train": {
+            "optimizer": "adam",
+            "lr": 1e-3,
+            "epochs": d["epochs"] * BUDGETS[budget],
+            "batch_size": 64,
+            "eval_every": 0,  # test once, at the end
+        },
     }
+
+
+#: Runs drawn per (family, budget) and dataset: (short, long).
+_COUNTS = {"mlp": (72, 14), "resmlp": (34, 8), "cnn1d": (50, 10), "graph": (24, 4)}
 
 
 def _grid() -> list[dict[str, Any]]:
     sweeps: list[dict[str, Any]] = []
-    for i, dataset in enumerate(DATASETS):
+    vector = [d for d in DATASETS if d != "csbm"]
+    for b, budget in enumerate(BUDGETS):
+        for i, dataset in enumerate(vector):
+            sweeps.append(
+                {
+                    "name": f"mlp-{dataset}-{budget}",
+                    "base": _base(dataset, "mlp", budget, width=64),
+                    "axes": {
+                        "arch.depth": [2, 4, 8, 16, 32],
+                        "arch.width": [16, 32, 64],
+                        "arch.act": _ACTS,
+                        "arch.init": _INITS,
+                        "arch.norm": _NORMS,
+                        **_OPTIM,
+                    },
+                    "strategy": "random",
+                    "budget": _COUNTS["mlp"][b],
+                    "sample_seed": 100 + i + 1000 * b,
+                }
+            )
+            sweeps.append(
+                {
+                    "name": f"resmlp-{dataset}-{budget}",
+                    "base": _base(dataset, "resmlp", budget, width=32),
+                    "axes": {
+                        "arch.depth": [4, 8, 16, 32],
+                        "arch.act": _ACTS,
+                        "arch.init": _INITS,
+                        "arch.norm": _NORMS,
+                        "arch.residual": ["none", "fixed", "inv_sqrt_depth", "rezero"],
+                        **_OPTIM,
+                    },
+                    "strategy": "random",
+                    "budget": _COUNTS["resmlp"][b],
+                    "sample_seed": 200 + i + 1000 * b,
+                }
+            )
         sweeps.append(
             {
-                "name": f"mlp-{dataset}",
-                "base": _base(dataset, "mlp", width=64),
+                "name": f"cnn1d-mnist1d-{budget}",
+                "base": _base("mnist1d", "cnn1d", budget, width=16),
                 "axes": {
-                    "arch.depth": [2, 4, 8, 16, 32, 48, 64, 96],
-                    "arch.width": [32, 64, 128],
+                    "arch.depth": [2, 4, 8, 16],
+                    "arch.width": [8, 16],
                     "arch.act": _ACTS,
                     "arch.init": _INITS,
-                    "arch.norm": ["none", "batch", "layer"],
+                    "arch.norm": ["none", "batch"],
                     **_OPTIM,
                 },
                 "strategy": "random",
-                "budget": 60 if dataset == "mnist1d" else 40,
-                "sample_seed": 100 + i,
+                "budget": _COUNTS["cnn1d"][b],
+                "sample_seed": 300 + 1000 * b,
             }
         )
         sweeps.append(
             {
-                "name": f"resmlp-{dataset}",
-                "base": _base(dataset, "resmlp", width=64),
+                "name": f"graph-csbm-{budget}",
+                "base": _base("csbm", "gcn", budget, width=32),
                 "axes": {
-                    "arch.depth": [4, 16, 32, 64, 96],
-                    "arch.act": ["relu", "tanh", "gelu"],
-                    "arch.init": ["he", "lecun", "xavier"],
-                    "arch.norm": ["none", "batch", "layer"],
-                    "arch.residual": ["none", "fixed", "inv_sqrt_depth", "rezero"],
+                    "arch.family": ["gcn", "sage", "gin"],
+                    "arch.depth": [2, 4, 8, 16],
+                    "arch.act": _ACTS,
+                    "arch.init": _INITS,
+                    "arch.norm": _NORMS,
                     **_OPTIM,
                 },
                 "strategy": "random",
-                "budget": 20,
-                "sample_seed": 200 + i,
+                "budget": _COUNTS["graph"][b],
+                "sample_seed": 400 + 1000 * b,
             }
         )
-    sweeps.append(
-        {
-            "name": "cnn1d-mnist1d",
-            "base": _base("mnist1d", "cnn1d", width=16),
-            "axes": {
-                "arch.depth": [2, 4, 8, 16, 32, 48],
-                "arch.width": [8, 16, 32],
-                "arch.act": ["relu", "tanh", "selu", "gelu"],
-                "arch.init": ["he", "lecun", "xavier", "orthogonal"],
-                "arch.norm": ["none", "batch"],
-                **_OPTIM,
-            },
-            "strategy": "random",
-            "budget": 30,
-            "sample_seed": 300,
-        }
-    )
     return sweeps
 
 
@@ -123,17 +162,28 @@ GRID: list[dict[str, Any]] = _grid()
 
 
 def reference_runs() -> list[dict[str, Any]]:
-    """The shallow reference nets: a 2-hidden-layer ReLU/He MLP of width 128 per dataset, under
-    the grid's budget with three standard optimizer settings; a dataset's reference accuracy is
-    the best of the three."""
+    """The shallow reference nets: a 2-hidden-layer ReLU/He MLP of width 128 per dataset and
+    budget (a 2-layer GCN of width 128 on graphs), with three standard optimizer settings; a
+    dataset's reference accuracy under a budget is the best of the three."""
     runs = []
-    for dataset in DATASETS:
-        for optimizer, lr in (("adam", 1e-3), ("momentum", 1e-2), ("sgd", 1e-1)):
-            spec = _base(dataset, "mlp", depth=2, width=128, act="relu", init="he")
-            spec["train"].update(optimizer=optimizer, lr=lr)
-            spec["name"] = f"reference-{dataset}-{optimizer}"
-            runs.append(spec)
+    for budget in BUDGETS:
+        for dataset in DATASETS:
+            family = "gcn" if dataset == "csbm" else "mlp"
+            for optimizer, lr in (("adam", 1e-3), ("momentum", 1e-2), ("sgd", 1e-1)):
+                spec = _base(dataset, family, budget, depth=2, width=128, act="relu", init="he")
+                spec["train"].update(optimizer=optimizer, lr=lr)
+                spec["name"] = f"reference-{dataset}-{budget}-{optimizer}"
+                runs.append(spec)
     return runs
+
+
+def setup_key(spec: Mapping[str, Any]) -> str:
+    """What the reference net's curve depends on: data, optimizer, lr, momentum, batch size,
+    schedule and budget (never the network)."""
+    train = spec["train"]
+    keep = ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs", "schedule")
+    keep += ("warmup_epochs", "grad_clip", "seed")
+    return json.dumps([spec["data"], {k: train.get(k) for k in keep}], sort_keys=True)
 
 
 def half_of(run_id: str) -> str:

@@ -56,6 +56,8 @@ _register("elu", F.elu, nn.ELU, "x if x > 0 else eˣ − 1")
 _register("gelu", F.gelu, nn.GELU, "x·Φ(x)")
 _register("silu", F.silu, nn.SiLU, "x·sigmoid(x) (swish)")
 _register("softplus", F.softplus, nn.Softplus, "log(1 + eˣ)")
+_register("mish", F.mish, nn.Mish, "x·tanh(softplus(x)) (Misra 2019)")
+_register("hardtanh", F.hardtanh, nn.Hardtanh, "max(−1, min(1, x))")
 _register("linear", lambda x: x, nn.Identity, "identity (a deep linear network)", "linear")
 
 
