@@ -1,26 +1,27 @@
-"""How often is ``depthlab diagnose`` right? The verdict against real training, on held-out runs.
+"""How often is the verdict right on networks it was not fitted on? Against real training.
 
-Phases (each resumable; results under ``--out``, default ``bench-out/verdict_calibration``):
+Phases (results under ``--out``, the directory ``bench/verdict_labels.py`` labelled):
 
-  label     train every run of the grid (``depthlab.diagnosis.calibration.GRID``, 290 runs of
-            ~300 steps) and the shallow reference nets, with the sweep machinery (about an
-            hour on 2 cores)
-  diagnose  diagnose each run's network at initialisation for its own training setup (the
-            default probes of a train-spec diagnosis, trial included), and the zero-cost proxies
-  reference add the shallow reference net's trial to diagnoses made before the trial ran it
-            (the same function the trial probe calls; new diagnoses carry it already)
-  tune      fit P(trains) on the tuning half only and write depthlab/diagnosis/calibrated.py
-  report    the test half: agreement, precision/recall of *trainable*, Brier score, Spearman,
-            the diagnosis's time as a fraction of training, a reliability diagram (PNG), the
-            zero-cost proxies side by side
-  fix       train the advised run file of every test-half run called "won't train"
+  tune    fit the verdict engine's models and thresholds on the tuning half only and write
+          ``depthlab/diagnosis/calibrated.py``
+  report  the test half: agreement (undecided counted by P ≥ 0.5), agreement and coverage of
+          decided runs, precision of each answer, Spearman of predicted with measured progress,
+          the cost; leave-one-kind-out (each activation, family, dataset and budget held out
+          in turn: fitted on the tuning-half runs of the other kinds, scored on every run of
+          the held-out one); the labels' own ceiling (two training seeds); the baselines side
+          by side (the trial alone, the median stopping rule against the reference's curve,
+          theory alone); a reliability diagram (PNG)
 
-    python bench/verdict_calibration.py label --workers 2
-    python bench/verdict_calibration.py diagnose --half tuning
-    python bench/verdict_calibration.py tune
-    python bench/verdict_calibration.py diagnose --half test
-    python bench/verdict_calibration.py report
-    python bench/verdict_calibration.py fix
+    nice -n 10 python bench/verdict_labels.py --out /work/notes/cal      # hours, resumable
+    python bench/verdict_calibration.py tune --out /work/notes/cal
+    python bench/verdict_calibration.py report --out /work/notes/cal
+
+Cost is everything the diagnosis runs over the run's own training time, measured in the same
+process: the theory probes' time (when the models read them), the trial's steps up to the
+decision (the run's own steps, at the run's measured time per step), the engine's reading of
+the curve at each checkpoint (timed as the features were computed), and the reference net's
+trial (``single``: paid by this run alone; ``sweep``: shared by the grid's runs of the same
+setup, as the trial's cache shares it).
 """
 
 from __future__ import annotations
@@ -30,292 +31,324 @@ import json
 import math
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 
 from depthlab.diagnosis import calibration as cal
+from depthlab.diagnosis import tuning as tu
+
+#: The model set the engine ships: curve features only, or with the theory probes' features.
+USE_THEORY = False
 
 
-def _store(out: Path) -> Any:
-    from depthlab.store import SQLiteStore
-
-    out.mkdir(parents=True, exist_ok=True)
-    return SQLiteStore(out / "runs.db")
+def _names(theory: bool) -> list[str]:
+    return list(tu.CURVE) + (list(tu.THEORY) if theory else [])
 
 
-def label(out: Path, workers: int) -> None:
-    from depthlab.spec import RunSpec
-    from depthlab.sweep import SweepSpec, run_sweep
-    from depthlab.sweep.executors import LocalExecutor
-    from depthlab.train import run
+def _table(rows: list[dict[str, Any]], theory: bool) -> tuple[list[Any], list[list[float]]]:
+    """Features per row and checkpoint, and the seconds each checkpoint's reading took."""
+    table, seconds = [], []
+    from depthlab.diagnosis.verdict import theory_features
 
-    refs_path = out / "references.json"
-    out.mkdir(parents=True, exist_ok=True)
-    refs: dict[str, Any] = json.loads(refs_path.read_text()) if refs_path.exists() else {}
-    torch.set_num_threads(1)
-    for spec in cal.reference_runs():
-        if spec["name"] in refs:
-            continue
-        result = run(RunSpec.from_dict(spec), progress=False)
-        refs[spec["name"]] = {
-            "state": result.state.value,
-            "test_accuracy": result.metrics.get("test_accuracy", float("nan")),
-            "seconds": result.seconds,
-        }
-        refs_path.write_text(json.dumps(refs, indent=1))
-        print(spec["name"], refs[spec["name"]], flush=True)
-    with _store(out) as store:
-        for sweep in cal.GRID:
-            started = time.perf_counter()
-            summary = run_sweep(
-                SweepSpec.from_dict(sweep),
-                store,
-                LocalExecutor(workers=workers),
-                progress=False,
-            )
-            print(
-                f"{sweep['name']}: {summary.counts} in {time.perf_counter() - started:.0f} s",
-                flush=True,
-            )
+    for row in rows:
+        extra = theory_features(row.get("theory") or {}, row["spec"]["train"]) if theory else {}
+        feats, took = [], []
+        for s in tu.checkpoint_steps(tu.budget_of(row)):
+            t0 = time.perf_counter()
+            f = tu.prefix_features(row, s)
+            took.append(time.perf_counter() - t0)
+            feats.append({**extra, **f})
+        table.append(feats)
+        seconds.append(took)
+    return table, seconds
 
 
-# ---------------------------------------------------------------- diagnose
+def pipeline(
+    rows: list[dict[str, Any]], table: list[Any], theory: bool
+) -> tuple[list[dict[str, Any]], list[tuple[float, float]], list[list[float]]]:
+    """Fit models on ``rows``; thresholds and progress intervals from their cross-validation."""
+    progress = [r["progress"] for r in rows]
+    names = _names(theory)
+    p_cv, g_cv = tu.cross_predict(table, progress, names)
+    cuts = tu.thresholds(p_cv, progress)
+    models = tu.fit_all(table, progress, names)
+    errors = []
+    for c in range(p_cv.shape[1]):
+        err = [
+            float(np.clip(progress[i], -0.25, 1.5) - g_cv[i, c])
+            for i in range(len(rows))
+            if math.isfinite(g_cv[i, c])
+        ]
+        errors.append([float(np.percentile(err, 10)), float(np.percentile(err, 90))])
+    for m, e in zip(models, errors, strict=True):
+        m["progress_error"] = e
+    return models, cuts, errors
 
 
-def _labelled(out: Path, half: str) -> list[Any]:
-    return cal.finished_runs(out, half)
+def answers_for(
+    models: Sequence[Mapping[str, Any]],
+    cuts: Sequence[tuple[float, float]],
+    table: Sequence[Sequence[Mapping[str, float]]],
+    rows: Sequence[Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    n, k = len(rows), len(cuts)
+    p, g = np.full((n, k), np.nan), np.full((n, k), np.nan)
+    for i, feats in enumerate(table):
+        for c, f in enumerate(feats):
+            p[i, c], g[i, c] = tu.predict(models, c, f)
+    return tu.replay(p, g, cuts, [tu.budget_of(r) for r in rows])
 
 
-def _diagnose_one(job: tuple[dict[str, Any], bool]) -> dict[str, Any]:
-    """Diagnose one run's network at init for its own setup (and time its training if asked)."""
-    from depthlab.diagnosis.run import diagnose_run
-    from depthlab.probes.proxies import zero_cost_proxies
-    from depthlab.spec import RunSpec
-    from depthlab.train import run
-
-    torch.set_num_threads(1)
-    spec_dict, time_training = job
-    spec = RunSpec.from_dict(spec_dict)
-    result, model, batch = diagnose_run(spec)
-    seconds = result["seconds_total"]  # the diagnosis alone, data loading not included
-    proxies: dict[str, Any] = {}
-    try:
-        proxies = zero_cost_proxies(model, batch.head(64))
-    except Exception as err:  # noqa: BLE001 - a proxy that cannot score this net is recorded
-        proxies = {"error": str(err).splitlines()[0]}
-    training = None
-    if time_training:
-        training = run(spec, progress=False).seconds
-    return {
-        "diagnosis": result,
-        "seconds": seconds,
-        "training_seconds": training,
-        "proxies": proxies,
-    }
-
-
-def diagnose_half(out: Path, half: str, workers: int) -> None:
-    import multiprocessing
-
-    from depthlab._json import to_json
-
-    path = out / f"diagnoses-{half}.jsonl"
-    done = set()
-    if path.exists():
-        done = {json.loads(line)["run_id"] for line in path.read_text().splitlines() if line}
-    records = [r for r in _labelled(out, half) if r.run_id not in done]
-    print(f"{half}: {len(records)} runs to diagnose ({len(done)} done)", flush=True)
-    jobs = [(dict(r.spec), i % 6 == 0) for i, r in enumerate(records)]
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(workers) as pool, path.open("a") as fh:
-        for k, (record, res) in enumerate(
-            zip(records, pool.imap(_diagnose_one, jobs), strict=True)
-        ):
-            line = json.dumps(to_json({"run_id": record.run_id, **res}), allow_nan=False)
-            fh.write(line + "\n")
-            fh.flush()
-            if k % 20 == 0:
-                print(f"  {k + 1}/{len(records)}", flush=True)
-
-
-# ---------------------------------------------------------------- labels and features
-
-
-def _outcomes(out: Path, half: str) -> list[dict[str, Any]]:
-    return cal.load_half(out, half)
+# ---------------------------------------------------------------- tune
 
 
 def tune(out: Path) -> None:
-    """Fit P(trains) on the tuning half only and write ``depthlab/diagnosis/calibrated.py``."""
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import cross_val_predict
-
-    from depthlab.diagnosis.verdict import TRIAL_FEATURES, features, optimizer_family
-
-    rows = _outcomes(out, "tuning")
-    print(f"tuning half: {len(rows)} diagnosed runs")
-    models: dict[str, Any] = {}
-    for family in ("sgd", "adaptive"):
-        fam = [
-            r
-            for r in rows
-            if optimizer_family(r["diagnosis"]["setup"]["optimizer"]) == family
-            and r["label"] is not None
-        ]
-        for kind in ("full", "theory"):
-            feats = [features(r["diagnosis"], r["diagnosis"]["setup"]) for r in fam]
-            names = sorted(
-                {k for f in feats for k in f if kind == "full" or k not in TRIAL_FEATURES}
-            )
-            # a missing feature is filled with its tuning mean, as probability() does
-            means = {k: float(np.mean([f[k] for f in feats if k in f])) for k in names}
-            x = np.array([[f.get(k, means[k]) for k in names] for f in feats])
-            y = np.array([bool(r["label"]) for r in fam])
-            mean, scale = x.mean(0), x.std(0)
-            scale[scale == 0] = 1.0
-            z = (x - mean) / scale
-            clf = LogisticRegression(C=1.0, max_iter=1000)
-            cv = cross_val_predict(clf, z, y, cv=5, method="predict_proba")[:, 1]
-            clf.fit(z, y)
-            agree = float(((cv >= 0.5) == y).mean())
-            tp = int(((cv >= 0.5) & y).sum())
-            fp = int(((cv >= 0.5) & ~y).sum())
-            print(
-                f"  {family}/{kind}: n={len(y)} trains={int(y.sum())} 5-fold agreement "
-                f"{agree:.3f} precision {tp / max(tp + fp, 1):.3f}"
-            )
-            for name, w in sorted(zip(names, clf.coef_[0], strict=True), key=lambda t: -abs(t[1])):
-                print(f"      {name:24s} {w:+.3f}")
-            models[f"{family}/{kind}"] = {
-                "intercept": float(clf.intercept_[0]),
-                "coefficients": {
-                    n: (float(m), float(s), float(w))
-                    for n, m, s, w in zip(names, mean, scale, clf.coef_[0], strict=True)
-                },
-                "n": int(len(y)),
-                "cv_agreement": agree,
-            }
-    _write_calibrated(models, len(rows))
+    rows = cal.load_half(out, "tuning")
+    print(f"tuning half: {len(rows)} labelled runs", flush=True)
+    table, _ = _table(rows, USE_THEORY)
+    models, cuts, errors = pipeline(rows, table, USE_THEORY)
+    theory_rows = [r for r in rows if r.get("theory")]
+    theory_model = _theory_model(theory_rows)
+    for c, (m, (lo, hi)) in enumerate(zip(models, cuts, strict=True)):
+        print(f"  checkpoint {c}: thresholds ({lo:.3f}, {hi:.3f}), progress error {errors[c]}")
+        for name, (_, _, w) in sorted(m["p"]["coefficients"].items(), key=lambda t: -abs(t[1][2])):
+            print(f"      {name:16s} {w:+.3f}")
+    _write_calibrated(models, cuts, theory_model, len(rows))
 
 
-def _write_calibrated(models: dict[str, Any], n_rows: int) -> None:
-    path = Path(__file__).resolve().parent.parent / "depthlab" / "diagnose" / "calibrated.py"
-    text = path.read_text()
-    head = text.split("MODELS: dict[str, dict[str, Any]] = ")[0]
-    body = json.dumps(models, indent=4, sort_keys=True)  # floats, strings, lists: valid Python
-    path.write_text(
-        head
-        + "MODELS: dict[str, dict[str, Any]] = "
-        + body
-        + f"\n#: Diagnosed tuning-half runs the models were fitted on.\nTUNING_RUNS = {n_rows}\n"
+def _theory_model(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """P(trains) from the theory probes alone (the engine's answer before the first step)."""
+    from depthlab.diagnosis.verdict import theory_features
+
+    feats = [
+        {**theory_features(r["theory"], r["spec"]["train"]),
+         "log10_lr": math.log10(float(r["spec"]["train"]["lr"])),
+         "adaptive": 0.0 if r["spec"]["train"]["optimizer"] in ("sgd", "momentum") else 1.0}
+        for r in rows
+    ]  # fmt: skip
+    fitted = tu.fit_checkpoint(
+        feats, [r["progress"] for r in rows], [*tu.THEORY, "log10_lr", "adaptive"]
     )
+    return fitted["p"]
+
+
+def _write_calibrated(
+    models: list[dict[str, Any]], cuts: list[tuple[float, float]], theory: Any, n: int
+) -> None:
+    path = Path(__file__).resolve().parent.parent / "depthlab" / "diagnosis" / "calibrated.py"
+    text = path.read_text()
+    head = text.split("#: BEGIN FITTED")[0]
+    body = (
+        "#: BEGIN FITTED (written by bench/verdict_calibration.py tune)\n"
+        f"CURVE_MODELS: list[dict[str, Any]] = {json.dumps(models, indent=4, sort_keys=True)}\n"
+        "#: Per checkpoint, (lo, hi): P ≤ lo decides won't train, P ≥ hi trainable.\n"
+        f"THRESHOLDS: list[tuple[float, float]] = {json.dumps([list(c) for c in cuts])}\n"
+        f"THEORY_MODEL: dict[str, Any] = {json.dumps(theory, indent=4, sort_keys=True)}\n"
+        "#: Labelled tuning-half runs the models were fitted on.\n"
+        f"TUNING_RUNS = {n}\n"
+    )
+    body = body.replace("NaN", "float('nan')")
+    path.write_text(head + body)
     print(f"wrote {path}")
 
 
-# ---------------------------------------------------------------- report (the test half)
-
-PROXIES = ("grad_norm", "snip", "synflow", "naswot", "n_params")
+# ---------------------------------------------------------------- report
 
 
-def _assessed(rows: list[dict[str, Any]], kind: str = "full") -> list[tuple[float, str]]:
-    """P(trains) and verdict of each row under the current calibrated models; ``theory``
-    drops the trial's evidence (the ablation)."""
-    from depthlab.diagnosis.verdict import assess
-
-    out = []
+def _cost_fn(
+    rows: Sequence[Mapping[str, Any]],
+    seconds: Sequence[Sequence[float]],
+    curves: Mapping[str, Any],
+    *,
+    theory: bool,
+    shared: bool,
+) -> Any:
+    share: dict[str, int] = {}
     for r in rows:
-        d = r["diagnosis"]
-        if kind == "theory":
-            d = {k: v for k, v in d.items() if k not in ("trial", "stability")}
-        a = assess(d, d["setup"])
-        out.append((a.p_trains, a.verdict))
-    return out
+        share[cal.setup_key(r["spec"])] = share.get(cal.setup_key(r["spec"]), 0) + 1
+
+    def cost(i: int, a: Mapping[str, Any]) -> float:
+        r = rows[i]
+        train = float(r["seconds"])
+        per_step = train / max(int(r["steps"]), 1)
+        c = a["checkpoint"]
+        spent = per_step * a["step"] + sum(seconds[i][: c + 1])
+        if theory:
+            spent += float(r.get("theory_seconds") or 0.0)
+        ref = (curves.get(cal.setup_key(r["spec"])) or {}).get("seconds", 0.0)
+        frac = a["step"] / max(tu.checkpoint_steps(tu.budget_of(r))[-1], 1)
+        ref_spent = ref * frac
+        spent += ref_spent / share[cal.setup_key(r["spec"])] if shared else ref_spent
+        return spent / train
+
+    return cost
 
 
 def report(out: Path) -> dict[str, Any]:
-    from depthlab.diagnosis.verdict import optimizer_family
+    from depthlab.diagnosis import calibrated
 
-    rows = _outcomes(out, "test")
-    if not rows:
-        raise SystemExit("no diagnosed test-half run: run the diagnose phase with --half test")
-    full = _assessed(rows)
-    theory = _assessed(rows, "theory")
-    prog = [r["progress"] for r in rows]
-    summary: dict[str, Any] = {"n_runs": len(rows), "by_family": {}}
-    summary["all"] = cal.scores([p for p, _ in full], prog).to_dict()
-    summary["theory_only"] = cal.scores([p for p, _ in theory], prog).to_dict()
-    for family in ("sgd", "adaptive"):
-        idx = [
-            i
-            for i, r in enumerate(rows)
-            if optimizer_family(r["diagnosis"]["setup"]["optimizer"]) == family
-        ]
-        summary["by_family"][family] = cal.scores(
-            [full[i][0] for i in idx], [prog[i] for i in idx]
-        ).to_dict()
-    for dataset in cal.DATASETS:
-        idx = [i for i, r in enumerate(rows) if r["dataset"] == dataset]
-        if idx:
-            summary.setdefault("by_dataset", {})[dataset] = cal.scores(
-                [full[i][0] for i in idx], [prog[i] for i in idx]
-            ).to_dict()
-    fractions = sorted(
-        r["seconds"] / r["training_seconds"] for r in rows if r.get("training_seconds")
+    tuning = cal.load_half(out, "tuning")
+    test = cal.load_half(out, "test")
+    curves_path = out / "reference_curves.json"
+    curves = json.loads(curves_path.read_text()) if curves_path.exists() else {}
+    print(f"tuning half {len(tuning)} runs, test half {len(test)} runs", flush=True)
+    test_table, test_seconds = _table(test, USE_THEORY)
+    models = calibrated.CURVE_MODELS
+    cuts = [tuple(c) for c in calibrated.THRESHOLDS]
+    answers = answers_for(models, cuts, test_table, test)
+    prog = [r["progress"] for r in test]
+    result: dict[str, Any] = {"n_tuning": len(tuning), "n_test": len(test)}
+    single = _cost_fn(test, test_seconds, curves, theory=USE_THEORY, shared=False)
+    shared = _cost_fn(test, test_seconds, curves, theory=USE_THEORY, shared=True)
+    result["test"] = tu.summary(answers, prog, cost=single)
+    result["test"]["cost_sweep_mean"] = tu.summary(answers, prog, cost=shared)["cost_mean"]
+    result["test"]["cost_sweep_p90"] = tu.summary(answers, prog, cost=shared)["cost_p90"]
+    # the labels' own ceiling: two seeds of the same configuration
+    pairs = [(r["label"], r["seed2_label"]) for r in test if "seed2_label" in r]
+    both = [(a, b) for a, b in pairs if a is not None and b is not None]
+    result["seed_agreement"] = {
+        "n": len(both),
+        "agreement": sum(a == b for a, b in both) / max(len(both), 1),
+        "n_with_second_seed": len(pairs),
+    }
+    # by kind, on the test half
+    for kind in cal.KINDS:
+        for value in sorted({r[kind] for r in test}):
+            idx = [i for i, r in enumerate(test) if r[kind] == value]
+            s = tu.summary([answers[i] for i in idx], [prog[i] for i in idx])
+            result.setdefault("by_kind", {}).setdefault(kind, {})[value] = s
+    # leave one kind out: fit on the tuning-half runs of the other kinds, score on the held-out
+    # kind's runs of both halves
+    everything = tuning + test
+    full_table = _table(tuning, USE_THEORY)[0] + test_table
+    loko: dict[str, Any] = {}
+    for kind in cal.KINDS:
+        for value in sorted({r[kind] for r in everything}):
+            fit_idx = [i for i, r in enumerate(tuning) if r[kind] != value]
+            held = [i for i, r in enumerate(everything) if r[kind] == value]
+            if len(held) < 5 or len(fit_idx) < 40:
+                continue
+            m, c, _ = pipeline(
+                [tuning[i] for i in fit_idx], [full_table[i] for i in fit_idx], USE_THEORY
+            )
+            a = answers_for(m, c, [full_table[i] for i in held], [everything[i] for i in held])
+            loko[f"{kind}={value}"] = tu.summary(a, [everything[i]["progress"] for i in held])
+            print(f"  LOKO {kind}={value}: {_line(loko[f'{kind}={value}'])}", flush=True)
+    result["loko"] = loko
+    result["baselines"] = baselines(tuning, test, curves)
+    from depthlab.diagnosis.calibration import reliability
+
+    result["reliability"] = reliability([a["p_trains"] for a in answers], prog)
+    (out / "report-test.json").write_text(json.dumps(result, indent=1, default=float))
+    _reliability_plot(result["reliability"], out / "reliability.png")
+    print_report(result)
+    return result
+
+
+def _line(s: Mapping[str, float]) -> str:
+    return (
+        f"n={int(s['n']):4d} agreement {s['agreement']:.3f}  decided {s['decided_agreement']:.3f} "
+        f"coverage {s['coverage']:.3f}  precision trainable {s['precision_trainable']:.3f} "
+        f"won't {s['precision_wont']:.3f}  Spearman {s['spearman_progress']:.3f}"
     )
-    if fractions:
-        summary["time_fraction"] = {
-            "n": len(fractions),
-            "median": fractions[len(fractions) // 2],
-            "mean": sum(fractions) / len(fractions),
-            "p90": fractions[int(0.9 * (len(fractions) - 1))],
-        }
-    proxies = {}
-    for name in PROXIES:
-        pairs = [
-            (float(r["proxies"][name]), r["progress"])
-            for r in rows
-            if isinstance((r.get("proxies") or {}).get(name), int | float)
-            and math.isfinite(r["proxies"][name])
-        ]
-        if pairs:
-            proxies[name] = {
-                "n": len(pairs),
-                "spearman": cal.spearman([a for a, _ in pairs], [b for _, b in pairs]),
-            }
-    summary["zero_cost_proxies"] = proxies
-    summary["reliability"] = cal.reliability([p for p, _ in full], prog)
-    _reliability_plot(summary["reliability"], out / "reliability.png")
-    (out / "report-test.json").write_text(json.dumps(summary, indent=1))
-    _print_summary(summary)
-    return summary
 
 
-def _print_summary(s: dict[str, Any]) -> None:
-    def line(name: str, x: dict[str, float]) -> str:
-        return (
-            f"{name:22s} n={x['n']:4d} (+{x['n_ambiguous']} ambiguous)  agreement "
-            f"{x['agreement']:.3f}  precision {x['precision']:.3f}  recall {x['recall']:.3f}  "
-            f"Brier {x['brier']:.3f}  Spearman {x['spearman']:.3f}"
-        )
+# ---------------------------------------------------------------- baselines
 
-    print(f"test half: {s['n_runs']} runs")
-    print(line("all", s["all"]))
-    for family, x in s["by_family"].items():
-        print(line(f"  optimizer {family}", x))
-    for dataset, x in s.get("by_dataset", {}).items():
-        print(line(f"  data {dataset}", x))
-    print(line("theory only (no trial)", s["theory_only"]))
-    if "time_fraction" in s:
-        t = s["time_fraction"]
+
+def _at(row: Mapping[str, Any], fraction: float) -> dict[str, float]:
+    steps = max(1, math.ceil(fraction * tu.budget_of(row)))
+    return tu.prefix_features(row, steps, fit=False)
+
+
+def baselines(
+    tuning: list[dict[str, Any]], test: list[dict[str, Any]], curves: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The trial alone (a threshold on progress at 8 % of the budget, chosen on the tuning
+    half), the median stopping rule against the reference's curve (trains when the run's mean
+    loss so far is at most the reference's over as many steps), theory alone (the rules
+    without the trial)."""
+    from depthlab.diagnosis.verdict import assess
+
+    out: dict[str, Any] = {}
+    f_tune = [_at(r, 0.08) for r in tuning]
+    f_test = [_at(r, 0.08) for r in test]
+
+    def below(f: Mapping[str, float]) -> float:
+        return -1.0 if "diverged" in f else f.get("below", -1.0)
+
+    grid = sorted({below(f) for f in f_tune})
+    lab = [cal.label(r["progress"]) for r in tuning]
+    best = max(
+        grid,
+        key=lambda th: sum((below(f) >= th) == t for f, t in zip(f_tune, lab, strict=True)
+                           if t is not None),
+    )  # fmt: skip
+    out["trial_alone"] = _binary([below(f) >= best for f in f_test], test)
+    out["trial_alone"]["threshold"] = best
+    median = []
+    for r in test:
+        steps = max(1, math.ceil(0.08 * tu.budget_of(r)))
+        ref = r.get("reference_curve")
+        own = [v for v in r["loss"][:steps] if v is not None]
+        if not ref or len(own) < steps:
+            median.append(len(own) == steps and bool(ref is None))
+            continue
+        median.append(float(np.mean(own)) <= float(np.mean([v for v in ref[:steps] if v])))
+    out["median_stopping"] = _binary(median, test)
+    theory = []
+    for r in test:
+        results = dict(r.get("theory") or {})
+        a = assess({k: v for k, v in results.items() if v is not None}, r["spec"]["train"])
+        theory.append(a.verdict == "trainable")
+    out["theory_alone"] = _binary(theory, test)
+    return out
+
+
+def _binary(says: Sequence[bool], rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    clear = [(s, r["label"]) for s, r in zip(says, rows, strict=True) if r["label"] is not None]
+    yes = [t for s, t in clear if s]
+    no = [t for s, t in clear if not s]
+    return {
+        "n": float(len(clear)),
+        "agreement": sum(s == t for s, t in clear) / max(len(clear), 1),
+        "precision_trainable": sum(yes) / max(len(yes), 1),
+        "precision_wont": sum(not t for t in no) / max(len(no), 1),
+    }
+
+
+def print_report(r: Mapping[str, Any]) -> None:
+    t = r["test"]
+    print(
+        f"\ntest half: {r['n_test']} runs ({int(t['n'])} clear, {int(t['n_ambiguous'])} ambiguous)"
+    )
+    print(f"  agreement (undecided by P ≥ 0.5)   {t['agreement']:.3f}")
+    print(f"  decided: agreement {t['decided_agreement']:.3f}, coverage {t['coverage']:.3f}")
+    print(
+        f"  precision: trainable {t['precision_trainable']:.3f} "
+        f"({int(t['n_trainable_calls'])} calls), won't train {t['precision_wont']:.3f} "
+        f"({int(t['n_wont_calls'])} calls)"
+    )
+    print(f"  Spearman(predicted progress, progress) {t['spearman_progress']:.3f}")
+    print(f"  budget read: mean {t['budget_read_mean']:.3f}")
+    print(
+        f"  cost / training time: single run mean {t['cost_mean']:.3f}, p90 {t['cost_p90']:.3f}; "
+        f"in a sweep mean {t['cost_sweep_mean']:.3f}, p90 {t['cost_sweep_p90']:.3f}"
+    )
+    s = r["seed_agreement"]
+    print(f"  two training seeds agree on {s['agreement']:.3f} of {s['n']} clear runs (ceiling)")
+    print("leave one kind out (fit on the tuning half of the other kinds):")
+    for k, v in r["loko"].items():
+        print(f"  {k:24s} {_line(v)}")
+    print("baselines, test half:")
+    for k, v in r["baselines"].items():
         print(
-            f"diagnosis time / training time over {t['n']} runs: median {t['median']:.3f}, "
-            f"mean {t['mean']:.3f}, 90th percentile {t['p90']:.3f}"
+            f"  {k:18s} agreement {v['agreement']:.3f}  precision trainable "
+            f"{v['precision_trainable']:.3f}  won't {v['precision_wont']:.3f}"
         )
-    for name, x in s["zero_cost_proxies"].items():
-        print(f"zero-cost proxy {name:9s} Spearman with progress {x['spearman']:+.3f} (n={x['n']})")
 
 
 def _reliability_plot(rows: list[dict[str, float]], path: Path) -> None:
@@ -324,178 +357,32 @@ def _reliability_plot(rows: list[dict[str, float]], path: Path) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.2, 4.0), layout="constrained")
     ax.plot([0, 1], [0, 1], color="#999", lw=0.8, ls="--", label="perfect calibration")
-    xs = [r["predicted"] for r in rows]
-    ys = [r["observed"] for r in rows]
-    ax.plot(xs, ys, marker="o", color="#264653", label="depthlab P(trains)")
-    for r in rows:
-        ax.annotate(
-            f"{int(r['n'])}",
-            (r["predicted"], r["observed"]),
-            fontsize=7,
-            xytext=(3, -9),
-            textcoords="offset points",
-        )
+    ax.plot(
+        [r["predicted"] for r in rows],
+        [r["observed"] for r in rows],
+        marker="o",
+        color="#264653",
+        label="depthlab P(trains)",
+    )
     ax.set_xlabel("predicted P(trains)")
     ax.set_ylabel("observed fraction that trained")
     ax.set_xlim(0, 1)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title("reliability, test half (runs per bin)", fontsize=9)
+    ax.set_title("reliability, test half", fontsize=9)
     ax.legend(loc="upper left", fontsize=8)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-# ---------------------------------------------------------------- fix (advice, test half)
-
-
-def _fix_one(job: dict[str, Any]) -> dict[str, Any]:
-    from depthlab.diagnosis.advice import advise
-    from depthlab.diagnosis.run import diagnose_run
-    from depthlab.diagnosis.sources import dataset_source
-    from depthlab.spec import RunSpec
-    from depthlab.train import run
-
-    torch.set_num_threads(1)
-    spec = RunSpec.from_dict(job["spec"])
-    source = dataset_source(spec.data, spec.train.loss)  # a fix never changes the data
-
-    def check(fixed: Any) -> dict[str, Any]:
-        return diagnose_run(fixed, source=source)[0]
-
-    fix = advise(spec, job["verdict"], check, stable_lr=job.get("stable_lr"), tries=3)
-    if fix is None:
-        return {"edit": None}
-    result = run(fix["spec"], progress=False)
-    return {
-        "edit": fix["edit"],
-        "checked": fix["checked"],
-        "p_trains": fix["p_trains"],
-        "state": result.state.value,
-        "test_accuracy": result.metrics.get("test_accuracy", float("nan")),
-    }
-
-
-def fix(out: Path, workers: int, limit: int) -> None:
-    import multiprocessing
-
-    rows = _outcomes(out, "test")
-    assessed = _assessed(rows)
-    wont = [(r, v) for r, (p, v) in zip(rows, assessed, strict=True) if v != "trainable"]
-    wont = wont[:limit]
-    refs = json.loads((out / "references.json").read_text())
-    jobs = [
-        {
-            "spec": dict(r["record"].spec),
-            "verdict": v,
-            "stable_lr": (r["diagnosis"].get("stability") or {}).get("stable_lr"),
-        }
-        for r, v in wont
-    ]
-    print(f"advising {len(jobs)} test-half runs called won't-train", flush=True)
-    ctx = multiprocessing.get_context("spawn")
-    results = []
-    with ctx.Pool(workers) as pool:
-        for (r, v), res in zip(wont, pool.imap(_fix_one, jobs), strict=True):
-            from depthlab.data import load_data
-            from depthlab.spec import DataSpec
-
-            d = r["dataset"]
-            chance = cal.chance_accuracy(
-                load_data(DataSpec.from_dict(r["record"].spec["data"])).y_test
-            )
-            ref = cal.reference_accuracy(
-                {k: x["test_accuracy"] for k, x in refs.items() if k.startswith(f"reference-{d}-")}
-            )
-            after = (
-                cal.progress(res["test_accuracy"], chance, ref)
-                if res.get("state") == "COMPLETE"
-                else 0.0
-            )
-            results.append(
-                {
-                    "run_id": r["run_id"],
-                    "verdict": v,
-                    "before": r["progress"],
-                    "after": after,
-                    **res,
-                }
-            )
-            print(
-                f"  {v:22s} {res.get('edit')} progress {r['progress']:+.2f} -> {after:+.2f}",
-                flush=True,
-            )
-    (out / "fixes-test.json").write_text(json.dumps(results, indent=1))
-    trained = [x for x in results if x["after"] >= cal.TRAINS_AT]
-    failed_before = [x for x in results if x["before"] < cal.TRAINS_AT]
-    rescued = [x for x in failed_before if x["after"] >= cal.TRAINS_AT]
-    print(
-        f"advised fix trains {len(trained)}/{len(results)} of the nets called won't-train "
-        f"({len(rescued)}/{len(failed_before)} of those that really did not train)"
-    )
-
-
-# ---------------------------------------------------------------- reference (backfill)
-
-
-def reference(out: Path) -> None:
-    """Add the shallow reference net's trial to diagnoses made before the trial ran it.
-
-    The reference depends only on the data, the train spec and the trial's length, so it is
-    computed once per setup with the very function the trial probe calls."""
-    from depthlab._json import from_json, to_json
-    from depthlab.diagnosis.sources import dataset_batch
-    from depthlab.probes.trial import reference_trial
-    from depthlab.spec import RunSpec
-
-    torch.set_num_threads(1)
-    cache: dict[str, dict[str, Any]] = {}
-    keep = ("diverged", "improvement", "progress", "loss_after_ratio")
-    keep += ("accuracy_before", "accuracy_after")
-    for half in cal.HALVES:
-        path = out / f"diagnoses-{half}.jsonl"
-        if not path.exists():
-            continue
-        entries = [from_json(json.loads(line)) for line in path.read_text().splitlines() if line]
-        specs = {r.run_id: r.spec for r in cal.finished_runs(out, half)}
-        added = 0
-        for e in entries:
-            trial = e["diagnosis"].get("trial")
-            if not trial or "reference" in trial or e["run_id"] not in specs:
-                continue
-            spec = RunSpec.from_dict(specs[e["run_id"]])
-            key = json.dumps([spec.data.to_dict(), spec.train.to_dict(), trial["planned_steps"]])
-            if key not in cache:
-                batch, _, out_dim = dataset_batch(spec.data, spec.train.loss)
-                ref = reference_trial(batch, spec.train, trial["planned_steps"], 512, out_dim)
-                cache[key] = {k: ref[k] for k in keep}
-            trial["reference"] = cache[key]
-            added += 1
-        path.write_text("".join(json.dumps(to_json(e), allow_nan=False) + "\n" for e in entries))
-        print(f"{half}: reference trial added to {added} diagnoses ({len(cache)} setups)")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "phase", choices=["label", "diagnose", "reference", "tune", "report", "fix"]
-    )
+    parser.add_argument("phase", choices=["tune", "report"])
     parser.add_argument("--out", type=Path, default=Path("bench-out/verdict_calibration"))
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--half", choices=cal.HALVES, default="tuning")
-    parser.add_argument("--limit", type=int, default=60, help="fix: at most this many runs")
     args = parser.parse_args(argv)
-    if args.phase == "label":
-        label(args.out, args.workers)
-    elif args.phase == "diagnose":
-        diagnose_half(args.out, args.half, args.workers)
-    elif args.phase == "reference":
-        reference(args.out)
-    elif args.phase == "tune":
+    if args.phase == "tune":
         tune(args.out)
-    elif args.phase == "report":
+    else:
         report(args.out)
-    elif args.phase == "fix":
-        fix(args.out, args.workers, args.limit)
     return 0
 
 

@@ -7,7 +7,8 @@ step (what both of the verdict engine's feeds see: the trial replays a run's fir
 the same initial weights, batches and schedule; ``depthlab.watch`` reads the real run), the
 theory probes at initialisation (``signal``, ``gradients``, ``correlation``, ``meanfield``)
 with their time, and the training time. Short-budget runs of the test half are trained a
-second time with another seed (``seed2_accuracy``): how often two seeds agree is the labels' own ceiling.
+second time with another seed (``seed2``): how often two seeds agree is the labels' own
+ceiling.
 
 The shallow reference nets (``calibration.reference_runs``) are trained first; the reference
 net's own first steps under each (data, optimizer, lr, batch, budget) are recorded once per
@@ -49,11 +50,13 @@ class Recorder:
         return None
 
     def on_after_backward(self, state: Any) -> None:
-        sq = 0.0
-        for q in state.model.parameters():
-            if q.grad is not None:
-                sq += float(q.grad.detach().double().pow(2).sum())
-        self.grad_norm.append(math.sqrt(sq) if math.isfinite(sq) else math.inf)
+        grads = [q.grad.detach() for q in state.model.parameters() if q.grad is not None]
+        norm = (
+            float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
+            if grads
+            else 0.0
+        )
+        self.grad_norm.append(norm if math.isfinite(norm) else math.inf)
 
     def on_step_end(self, state: Any) -> None:
         self.loss.append(float(state.loss))
@@ -136,8 +139,8 @@ def _order(run_id: str) -> str:
 def reference_curve(spec_dict: dict[str, Any], cache: dict[str, Any]) -> None:
     """The reference net's first ``cap`` steps under this run's setup, once per setup."""
     from depthlab.diagnosis.engine import CHECKPOINTS
-    from depthlab.probes.trial import budget_steps, reference_trial
     from depthlab.probes.base import ProbeBatch
+    from depthlab.probes.trial import budget_steps, reference_trial
     from depthlab.spec import RunSpec
 
     spec = RunSpec.from_dict(spec_dict)

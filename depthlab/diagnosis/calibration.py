@@ -1,12 +1,15 @@
 """Measure a verdict against training: the configuration grid, its fixed split, labels, scores.
 
-The grid is a set of sweeps (:data:`GRID`) over datasets, families, depths up to 96, widths,
-activations, initialisations, norms, residual scalings, optimizers and learning rates: 290
-configurations drawn at random from a space of about 159,000, each trained for about 300 steps.
+The grid is a set of sweeps (:data:`GRID`) over five datasets (four vector datasets and a
+planted-partition graph), families (mlp, resmlp, cnn1d; gcn, sage and gin on the graph), depths
+up to 32, widths, every registered activation and initialisation, norms, residual scalings,
+optimizers and learning rates: 600 configurations drawn at random, with budgets of about 300
+(:data:`BUDGETS` ``short``) and about 1500 steps (``long``).
 Every run is assigned to the *tuning* or the *test* half by a hash of its run id
 (:func:`half_of`): fixed before any threshold is set, independent of results, and the same on
-every machine. Tuning code obtains runs only through :func:`runs_of_half`, which
-refuses to hand out the other half.
+every machine. Tuning code obtains runs only through :func:`load_half` (or
+:func:`runs_of_half`), which hand out one half only. Leave-one-kind-out (:data:`KINDS`,
+:func:`kinds`) holds out each activation, family, dataset and budget in turn.
 
 A run *trains* when its test accuracy gets at least halfway from chance (the majority class of
 the test split) to a shallow reference network trained under the same budget
@@ -301,80 +304,116 @@ def reference_accuracy(outcomes: Mapping[str, float]) -> float:
 
 # ---------------------------------------------------------------- a calibration directory
 #
-# ``runs.db`` (the grid's run store), ``references.json`` (the reference nets' accuracies) and
-# one ``diagnoses-<half>.jsonl`` per half (a diagnosis per line, keyed by run id).
+# ``labels.jsonl`` (one trained run per line: its spec, half, test accuracy and whole curve,
+# written by ``bench/verdict_labels.py``), ``references.json`` (the reference nets'
+# accuracies) and ``reference_curves.json`` (the reference net's first steps per setup).
+
+#: What a run is, for leave-one-kind-out: each kind names a column of :func:`kinds`.
+KINDS = ("act", "family", "dataset", "budget")
 
 
-def finished_runs(out: Path, half: str) -> list[Any]:
-    """The half's runs that finished (COMPLETE or DIVERGED), in store order."""
-    from depthlab.store import RunState, SQLiteStore
-
-    with SQLiteStore(Path(out) / "runs.db") as store:
-        records = store.runs()
-    grid = grid_keys()
-    done = [
-        r
-        for r in records
-        if grid_key(r.spec) in grid and r.state in (RunState.COMPLETE, RunState.DIVERGED)
-    ]
-    return runs_of_half(done, half)
-
-
-def grid_key(spec: Mapping[str, Any]) -> tuple[str, str, str]:
-    """A run's place in the grid: family, dataset and the name listing its axis values. Unlike
-    the run id (a hash of the whole spec) it survives new spec fields."""
-    return (str(spec["arch"]["family"]), str(spec["data"]["name"]), str(spec.get("name", "")))
+def kinds(spec: Mapping[str, Any]) -> dict[str, str]:
+    """A run's activation, family, dataset and budget (``short`` ≈ 300 or ``long`` ≈ 1500
+    steps), the groups leave-one-kind-out holds out in turn."""
+    dataset = str(spec["data"]["name"])
+    epochs = int(spec["train"]["epochs"])
+    budget = next(
+        (b for b, m in BUDGETS.items() if DATASETS.get(dataset, {}).get("epochs", 0) * m == epochs),
+        str(epochs),
+    )
+    family = str(spec["arch"]["family"])
+    return {
+        "act": str(spec["arch"].get("act", "")),
+        "family": "graph" if family in ("gcn", "sage", "gin") else family,
+        "dataset": dataset,
+        "budget": budget,
+    }
 
 
-def grid_keys() -> set[tuple[str, str, str]]:
-    """The places of :data:`GRID`'s runs (a store may hold other runs; only these are scored)."""
-    from depthlab.sweep import SweepSpec, planned_records
+def baseline_of(y: Any, n_classes: int) -> float:
+    """The best constant predictor's cross-entropy: the entropy of the label frequencies."""
+    import torch
 
-    return {grid_key(r.spec) for s in GRID for r in planned_records(SweepSpec.from_dict(s))}
+    freq = torch.bincount(y, minlength=n_classes).double() / len(y)
+    freq = freq[freq > 0]
+    return float(-(freq * freq.log()).sum())
 
 
-def load_half(out: Path, half: str) -> list[dict[str, Any]]:
-    """Each diagnosed run of ``half`` with its measured progress and label.
-
-    Reads only ``diagnoses-<half>.jsonl`` and keeps only the runs :func:`half_of` assigns to
-    ``half``, so tuning code that calls ``load_half(out, "tuning")`` never sees a test run.
-    """
-    from depthlab._json import from_json
+def _dataset_facts(data_spec: Mapping[str, Any]) -> dict[str, float]:
+    """Chance accuracy (majority class of the test split) and the constant predictor's
+    training loss of a dataset."""
     from depthlab.data import load_data
     from depthlab.spec import DataSpec
 
+    data = load_data(DataSpec.from_dict(dict(data_spec)))
+    mask = data.mask("train")
+    y_train = data.y_train if mask is None else data.y_train[mask]
+    _, y_test = data.split("test")[:2]
+    test_mask = data.mask("test")
+    if test_mask is not None:
+        y_test = data.y_train[test_mask]
+    return {
+        "chance": chance_accuracy(y_test),
+        "baseline": baseline_of(y_train, data.n_classes),
+    }
+
+
+def load_labels(
+    out: Path, *, facts: Mapping[str, Mapping[str, float]] | None = None
+) -> list[dict[str, Any]]:
+    """Every finished run of ``labels.jsonl`` with its kinds, baseline loss, reference curve,
+    measured progress and label (``seed2_progress``/``seed2_label`` where a second seed ran).
+
+    ``facts``: per dataset name, ``chance`` and ``baseline`` (computed from the data when not
+    given). A run that failed to build or train (``FAILED``) is left out."""
     out = Path(out)
     refs = json.loads((out / "references.json").read_text())
-    reference = {
-        d: reference_accuracy(
-            {k: v["test_accuracy"] for k, v in refs.items() if k.startswith(f"reference-{d}-")}
-        )
-        for d in DATASETS
-    }
-    chance: dict[str, float] = {}
-    records = {r.run_id: r for r in finished_runs(out, half)}
-    path = out / f"diagnoses-{half}.jsonl"
+    curves_path = out / "reference_curves.json"
+    curves = json.loads(curves_path.read_text()) if curves_path.exists() else {}
+    known: dict[str, Mapping[str, float]] = dict(facts or {})
     rows = []
+    path = out / "labels.jsonl"
     for line in path.read_text().splitlines() if path.exists() else []:
-        entry = from_json(json.loads(line))
-        record = records.get(entry["run_id"])
-        if record is None:
-            continue  # not a finished run of this half
-        data = record.spec["data"]
-        dataset = data["name"]
-        if dataset not in chance:
-            chance[dataset] = chance_accuracy(load_data(DataSpec.from_dict(data)).y_test)
-        acc = record.metrics.get("test_accuracy", math.nan)
-        diverged = record.state.value == "DIVERGED"
-        prog = 0.0 if diverged else progress(acc, chance[dataset], reference[dataset])
-        rows.append(
+        entry = json.loads(line)
+        if entry.get("state") not in ("COMPLETE", "DIVERGED"):
+            continue
+        spec = entry["spec"]
+        kind = kinds(spec)
+        dataset = kind["dataset"]
+        if dataset not in known:
+            known[dataset] = _dataset_facts(spec["data"])
+        chance, base = known[dataset]["chance"], known[dataset]["baseline"]
+        ref = reference_accuracy(
             {
-                **entry,
-                "record": record,
-                "dataset": dataset,
-                "progress": prog,
-                "label": label(prog),
-                "test_accuracy": acc,
+                k: v["test_accuracy"]
+                for k, v in refs.items()
+                if k.startswith(f"reference-{dataset}-{kind['budget']}-")
             }
         )
+
+        def prog(state: str, acc: float, chance: float = chance, ref: float = ref) -> float:
+            return 0.0 if state == "DIVERGED" else progress(acc, chance, ref)
+
+        p = prog(entry["state"], entry.get("test_accuracy", math.nan))
+        row = {
+            **entry,
+            **kind,
+            "baseline": base,
+            "reference_curve": (curves.get(setup_key(spec)) or {}).get("loss"),
+            "progress": p,
+            "label": label(p),
+        }
+        second = entry.get("seed2")
+        if second:
+            row["seed2_progress"] = prog(second["state"], second.get("test_accuracy", math.nan))
+            row["seed2_label"] = label(row["seed2_progress"])
+        rows.append(row)
     return rows
+
+
+def load_half(out: Path, half: str) -> list[dict[str, Any]]:
+    """The labelled runs :func:`half_of` assigns to ``half`` (see :func:`load_labels`); tuning
+    code that calls ``load_half(out, "tuning")`` never sees a test run."""
+    if half not in HALVES:
+        raise DepthlabError(f"unknown half {half!r}; choices: {', '.join(HALVES)}")
+    return [r for r in load_labels(out) if half_of(r["run_id"]) == half]

@@ -13,10 +13,17 @@ initialisation, ``theory``) names the cause of a failure and adds its features t
 it never needs the curve.
 
 The engine looks at the curve at *checkpoints*: fractions of the budget (:data:`CHECKPOINTS`).
-At each it computes P(trains) — the probability that the run gets at least halfway from chance
-to a shallow reference net within its budget — and ``predicted_progress`` with an interval, and
-decides when P is outside the undecided band. A loss that turns NaN/inf decides *diverges* at
-once. Past the last checkpoint (the cap) an undecided run stays ``undecided`` with its P.
+At each it reads the curve's evidence (``depthlab.diagnosis.evidence``: the loss below the
+constant predictor, its slope in log-steps, gradient-norm growth, the parametric fits of
+``depthlab.diagnosis.curves`` extrapolated to the budget, the reference net's curve after as
+many steps) and computes, with the models fitted per checkpoint on the tuning half of the
+calibration grid (``depthlab.diagnosis.calibrated``), P(trains) — the probability that the
+run gets at least halfway from chance to a shallow reference net within its budget — and
+``predicted_progress`` — the fraction of that way it is expected to reach — with an interval
+(the tuning half's 10th–90th percentile of the model's error at that checkpoint). It decides
+when P is at or beyond that checkpoint's thresholds, chosen on the tuning half for a stated
+precision (:func:`decide`). A loss that turns NaN/inf decides *diverges* at once. Past the last
+checkpoint (the cap) an undecided run stays ``undecided`` with its P.
 
 Memory is bounded: the engine keeps at most :data:`MAX_POINTS` step losses (the curve up to the
 cap, then every k-th point), whatever the length of the run.
@@ -29,7 +36,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from depthlab.diagnosis.verdict import WARNINGS, Finding, probability, rule_findings
+from depthlab.diagnosis.verdict import WARNINGS, Finding, rule_findings
 
 #: Fractions of the budget at which the engine looks at the curve; the last one is the cap.
 CHECKPOINTS: tuple[float, ...] = (0.01, 0.02, 0.04, 0.08, 0.16)
@@ -184,14 +191,35 @@ class VerdictEngine:
 
     # ------------------------------------------------------------------ deciding
     def features(self) -> dict[str, Any]:
-        """The curve's evidence, as the calibrated model's trial features."""
+        """The curve's evidence, as the calibrated models' trial features (empty before the
+        first step)."""
+        from depthlab.diagnosis.evidence import curve_features
+
+        if not self._losses:
+            return {}
+        ref = self.reference.losses if self.reference and self.reference.losses else None
+        return curve_features(
+            self._losses,
+            steps=self._seen,
+            budget=max(int(self.setup.budget_steps), 1),
+            baseline=self._baseline(),
+            stride=self._stride,
+            grad_norms=self._grad_norms if len(self._grad_norms) == len(self._losses) else None,
+            reference=ref,
+            optimizer=self.setup.optimizer,
+            lr=self.setup.lr,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """The curve so far as the verdict's rules read a trial (``progress``,
+        ``loss_after_ratio`` …): the mean of the first tenth and last quarter of the steps."""
         losses = self._losses
         if not losses:
             return {}
-        base = self.baseline_loss if self.baseline_loss and self.baseline_loss > 0 else losses[0]
-        k = max(1, int(WINDOW * len(losses)))
-        first, last = _mean(losses[:k]), _mean(losses[-k:])
-        trial: dict[str, Any] = {
+        base = self._baseline()
+        a, k = max(1, int(0.1 * len(losses))), max(1, int(WINDOW * len(losses)))
+        first, last = _mean(losses[:a]), _mean(losses[-k:])
+        return {
             "diverged": False,
             "steps": self._seen,
             "fraction_of_budget": self._seen / max(self.setup.budget_steps, 1),
@@ -200,20 +228,15 @@ class VerdictEngine:
             "progress": (min(first, base) - last) / base,
             "loss_after_ratio": last / base,
         }
-        if self.reference and self.reference.losses:
-            ref = list(self.reference.losses[: len(losses) * self._stride : self._stride])
-            rk = max(1, int(WINDOW * len(ref)))
-            rbase = self.reference.baseline_loss or base
-            r_first, r_last = _mean(ref[:rk]), _mean(ref[-rk:])
-            trial["reference"] = {
-                "diverged": False,
-                "improvement": (r_first - r_last) / rbase,
-                "progress": (min(r_first, rbase) - r_last) / rbase,
-                "loss_after_ratio": r_last / rbase,
-            }
-        return trial
+
+    def _baseline(self) -> float:
+        if self.baseline_loss and self.baseline_loss > 0:
+            return float(self.baseline_loss)
+        return float(self._losses[0]) if self._losses and self._losses[0] > 0 else 1.0
 
     def _judge(self, *, step: int) -> Decision:
+        from depthlab.diagnosis.advice import Advice
+
         results = dict(self.theory)
         setup = self.setup.to_dict()
         if self._diverged_at is not None:
@@ -225,40 +248,121 @@ class VerdictEngine:
                 "lr": self.setup.lr,
             }
         elif self._losses:
-            results["trial"] = self.features()
+            results["trial"] = self.summary()
         else:
             results.pop("trial", None)
-        from depthlab.diagnosis.advice import Advice
-
-        findings = [f for f in rule_findings(results, setup, Advice(results, setup))]
+        findings = list(rule_findings(results, setup, Advice(results, setup)))
         if self._diverged_at is not None:
             return Decision("diverges", 0.0, 0.0, (0.0, 0.0), True, "curve", step, tuple(findings))
-        p, parts = probability(results, setup)
-        p = 0.5 if p is None else p
+        feats = self.features()
+        judged = judge_features(
+            feats, self.theory, setup, step=step, budget=self.setup.budget_steps
+        )
+        p, predicted, interval = (
+            judged["p_trains"],
+            judged["predicted_progress"],
+            judged["interval"],
+        )
         causes = [f for f in findings if f.verdict not in WARNINGS]
-        decided = bool(self._losses) and not (UNDECIDED[0] < p < UNDECIDED[1])
-        if self._losses and not decided:
+        state = decide(p, judged["checkpoint"]) if self._losses else "undecided"
+        decided = state != "undecided"
+        if not decided:
             # past the cap too: the curve did not tell within it, and the answer says so
             verdict = "undecided"
-        elif p >= 0.5:
+        elif state == "trainable":
             verdict = "trainable"
         else:
             verdict = causes[0].verdict if causes else "won't train in budget"
-        curve_part, theory_part = parts.get("trial", 0.0), parts.get("theory", 0.0)
+        curve_part, theory_part = (
+            judged["parts"].get("curve", 0.0),
+            judged["parts"].get("theory", 0.0),
+        )
         sign = 1.0 if p >= 0.5 else -1.0
         decided_by = (
             "curve" if self._losses and sign * curve_part >= sign * theory_part else "theory"
         )
-        # Until a calibrated progress model exists, P stands for the progress expected.
-        predicted = p
-        width = 0.5 * (1.0 - abs(2 * p - 1))
-        interval = (max(0.0, predicted - width), min(1.0, predicted + width))
         decision = Decision(
             verdict, p, predicted, interval, decided, decided_by, step, tuple(findings),
         )  # fmt: skip
         if self._losses:
-            self.looked.append({"step": step, "p_trains": p, "predicted_progress": predicted})
+            self.looked.append(
+                {
+                    "step": step,
+                    "p_trains": p,
+                    "predicted_progress": predicted,
+                    "progress_interval": list(interval),
+                    "extrapolated_loss": self._baseline() * (1.0 - feats.get("extrapolated", 0)),
+                }
+            )
         return decision
+
+
+def checkpoint_index(step: int, budget: int) -> int:
+    """The calibrated checkpoint nearest (in log fraction of the budget) to ``step``."""
+    frac = max(step, 1) / max(budget, 1)
+    return min(
+        range(len(CHECKPOINTS)), key=lambda i: abs(math.log(frac) - math.log(CHECKPOINTS[i]))
+    )
+
+
+def judge_features(
+    feats: Mapping[str, float],
+    theory: Mapping[str, Any] | None,
+    setup: Mapping[str, Any],
+    *,
+    step: int,
+    budget: int,
+) -> dict[str, Any]:
+    """P(trains), predicted progress with its interval, and the logit's parts (curve, theory),
+    from the curve's features at ``step`` (and the theory probes' features when the calibrated
+    models use them)."""
+    from depthlab.diagnosis import calibrated
+    from depthlab.diagnosis.evidence import linear, logistic
+    from depthlab.diagnosis.verdict import theory_features
+
+    k = checkpoint_index(step, budget)
+    merged = {**theory_features(theory or {}, setup), **feats}
+    if not feats:
+        model = calibrated.THEORY_MODEL
+        p, _ = logistic(model, merged) if model else (0.5, 0.0)
+        return {"p_trains": p, "predicted_progress": p, "interval": (0.0, 1.0),
+                "parts": {"theory": _logit(p)}, "checkpoint": k}  # fmt: skip
+    model = calibrated.CURVE_MODELS[k]
+    p, logit = logistic(model["p"], merged)
+    parts = {"curve": 0.0, "theory": 0.0}
+    for name, (mean, scale, weight) in model["p"]["coefficients"].items():
+        part = "theory" if name in THEORY_FEATURES else "curve"
+        parts[part] += weight * (merged.get(name, mean) - mean) / scale
+    point = min(max(linear(model["progress"], merged), PROGRESS_RANGE[0]), PROGRESS_RANGE[1])
+    lo_err, hi_err = model["progress_error"]
+    interval = (max(PROGRESS_RANGE[0], point + lo_err), min(PROGRESS_RANGE[1], point + hi_err))
+    interval = (min(interval[0], point), max(interval[1], point))
+    return {"p_trains": p, "predicted_progress": point, "interval": interval, "parts": parts,
+            "checkpoint": k, "logit": logit}  # fmt: skip
+
+
+def decide(p: float, checkpoint: int) -> str:
+    """``trainable``, ``won't train`` or ``undecided`` for P(trains) ``p`` at a checkpoint: the
+    tuning half's thresholds for that checkpoint (precision of each decided answer at least
+    ``calibrated.PRECISION``)."""
+    from depthlab.diagnosis import calibrated
+
+    lo, hi = calibrated.THRESHOLDS[checkpoint]
+    if p >= hi:
+        return "trainable"
+    if p <= lo:
+        return "won't train"
+    return "undecided"
+
+
+#: Predicted progress is kept in this range (0 at chance, 1 at the reference).
+PROGRESS_RANGE = (-0.25, 1.5)
+THEORY_FEATURES = ("signal_scale", "gradient_scale", "depth_over_xi")
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-12), 1 - 1e-12)
+    return math.log(p / (1 - p))
 
 
 def _mean(xs: Sequence[float]) -> float:

@@ -115,7 +115,8 @@ def diagnose_run(
 ) -> tuple[dict[str, Any], nn.Module, ProbeBatch]:
     """A run spec's network at initialisation, diagnosed for the run's own training setup (one
     seed, no progress display); also the network and the batch. ``source`` is the data as
-    ``depthlab.diagnosis.sources.dataset_source`` gives it for ``spec.data``, when already loaded."""
+    ``depthlab.diagnosis.sources.dataset_source`` gives it for ``spec.data``, when already
+    loaded."""
     from depthlab.diagnosis.sources import dataset_source
     from depthlab.models import build_model
 
@@ -216,6 +217,8 @@ def diagnose(
     return {
         "verdict": assessment.verdict,
         "p_trains": assessment.p_trains,
+        "predicted_progress": assessment.predicted_progress,
+        "progress_interval": assessment.progress_interval,
         "decided_by": assessment.decided_by,
         "findings": [f.to_dict() for f in assessment.findings],
         "setup": setup,

@@ -102,6 +102,16 @@ class Assessment:
     findings: tuple[Finding, ...]
     contributions: dict[str, float]
 
+    @property
+    def predicted_progress(self) -> float | None:
+        """The fraction of the way from chance to the reference expected at the budget."""
+        return self.contributions.get("predicted_progress")
+
+    @property
+    def progress_interval(self) -> tuple[float, float] | None:
+        lo, hi = self.contributions.get("progress_lo"), self.contributions.get("progress_hi")
+        return None if lo is None or hi is None else (lo, hi)
+
 
 def optimizer_family(optimizer: str) -> str:
     return "sgd" if optimizer in SGD_FAMILY else "adaptive"
@@ -115,31 +125,52 @@ def judge(results: Mapping[str, Any]) -> tuple[str, list[Finding]]:
 
 def assess(results: Mapping[str, Any], setup: Mapping[str, Any] | None = None) -> Assessment:
     """The verdict for ``results`` (a diagnosis' probe results) under ``setup``
-    (``optimizer``, ``lr``, ``momentum``; the adaptive default when absent)."""
+    (``optimizer``, ``lr``, ``momentum``; the adaptive default when absent).
+
+    With the trial, the verdict engine's answer stands (``depthlab.diagnosis.engine``): P(trains)
+    from the curve the trial fed it, decided when P is beyond the thresholds of the checkpoint
+    where the trial stopped, else ``undecided`` (P still says which way it leans); a decided
+    *won't train* is named by the first rule that fires. Without the trial the rules decide, as
+    they always have, and P(trains) is the theory-only model's."""
     from depthlab.diagnosis.advice import Advice
 
     setup = dict(setup or {})
     advice = Advice(results, setup)
     findings = rule_findings(results, setup, advice)
     p, contributions = probability(results, setup)
-    if p is None or "trial" not in results:
-        # Without the trial the rules decide, as they always have: theory has nothing to weigh
-        # against. P(trains) is then the theory-only model's, reported beside the verdict.
-        causes = [f for f in findings if f.verdict not in WARNINGS]
+    causes = [f for f in findings if f.verdict not in WARNINGS]
+    trial = results.get("trial") or {}
+    if p is None or not trial:
+        # Without the trial the rules decide: theory has nothing to weigh against. P(trains)
+        # is then the theory-only model's, reported beside the verdict.
         verdict = causes[0].verdict if causes else "trainable"
         fallback = 0.0 if causes else 1.0
         return Assessment(
             verdict, fallback if p is None else p, "theory", tuple(findings), contributions
         )
-    causes = [f for f in findings if f.verdict not in WARNINGS]
-    trial = results.get("trial") or {}
     if trial.get("diverged"):
         # The trial is the run's own first steps (same init, same batches, same schedule):
         # its divergence is the run's, whatever the other evidence says.
         p = 0.0
         contributions = {**contributions, "trial": -math.inf}
-    if p >= 0.5:
+        state = "won't train"
+    else:
+        from depthlab.diagnosis.engine import decide
+
+        state = decide(p, int(contributions.get("checkpoint", 0)))
+    if state == "trainable":
         verdict = "trainable"
+    elif state == "undecided":
+        verdict = "undecided"
+        findings.append(
+            Finding(
+                verdict,
+                f"P(trains) = {p:.2f} after {trial.get('steps', '?')} trial steps "
+                f"({100 * trial.get('fraction_of_budget', 0.0):.0f} % of the budget): needs "
+                "more steps than the trial's cap to tell",
+                advice.slow,
+            )
+        )
     elif causes:
         verdict = causes[0].verdict
     else:
@@ -147,16 +178,14 @@ def assess(results: Mapping[str, Any], setup: Mapping[str, Any] | None = None) -
         findings.append(
             Finding(
                 verdict,
-                f"P(trains) = {p:.2f} from the calibrated model; no single rule fired",
+                f"P(trains) = {p:.2f} from the run's curve; no single rule fired",
                 advice.slow,
             )
         )
-    trial, theory = contributions.get("trial", 0.0), contributions.get("theory", 0.0)
+    curve, theory = contributions.get("trial", 0.0), contributions.get("theory", 0.0)
     # whose evidence pushed toward the decision the most
     sign = 1.0 if p >= 0.5 else -1.0
-    decided_by = "trial" if sign * trial >= sign * theory else "theory"
-    if "trial" not in results:
-        decided_by = "theory"
+    decided_by = "trial" if sign * curve >= sign * theory else "theory"
     return Assessment(verdict, p, decided_by, tuple(findings), contributions)
 
 
@@ -334,76 +363,74 @@ def _trial_progress(trial: Mapping[str, Any]) -> float:
     return (min(trial["loss_before"], base) - trial["loss_after"]) / base
 
 
-def features(results: Mapping[str, Any], setup: Mapping[str, Any]) -> dict[str, float]:
-    """The numbers P(trains) is computed from (missing probes give no entry)."""
+def theory_features(results: Mapping[str, Any], setup: Mapping[str, Any]) -> dict[str, float]:
+    """The theory probes' numbers the engine's models may read (missing probes: no entry):
+    ``signal_scale`` |log₁₀| of the signal probe's second-moment ratio, ``gradient_scale`` that
+    of the gradient probe's first-to-last ratio (both capped at 12), ``depth_over_xi`` depth /
+    ξ_c / 10 (capped at 6)."""
     out: dict[str, float] = {}
-    lr = setup.get("lr")
-    if lr:
-        out["log10_lr"] = math.log10(float(lr))
     signal = results.get("signal")
     if signal:
         out["signal_scale"] = min(abs(_log10(signal["second_moment_ratio"])), 12.0)
     grads = results.get("gradients")
     if grads:
         out["gradient_scale"] = min(abs(_log10(grads["delta_first_to_last"])), 12.0)
-    ratio, _, _ = depth_ratio(results)
-    if ratio is not None:
-        out["depth_over_xi"] = min(float(ratio), 60.0) / 10.0
-    trial = results.get("trial")
-    if trial:
-        diverged = bool(trial.get("diverged"))
-        out["trial_diverged"] = float(diverged)
-        out["trial_improvement"] = 0.0 if diverged else _clip(trial["improvement"], -1.0, 1.0)
-        out["trial_below_baseline"] = (
-            -1.0 if diverged else _clip(1.0 - trial["loss_after_ratio"], -1.0, 1.0)
-        )
-        acc0, acc1 = trial.get("accuracy_before"), trial.get("accuracy_after")
-        if acc0 is not None:
-            out["trial_accuracy_gain"] = 0.0 if diverged or acc1 is None else acc1 - acc0
-        ref = trial.get("reference")
-        if ref:
-            # the same trial on the shallow reference net: how fast this setup lets any network
-            # learn this data, against which the network's own trial is read
-            ref_below = -1.0 if ref["diverged"] else _clip(1.0 - ref["loss_after_ratio"], -1, 1)
-            out["reference_below_baseline"] = ref_below
-            out["trial_behind_reference"] = ref_below - out["trial_below_baseline"]
-            r0, r1 = ref.get("accuracy_before"), ref.get("accuracy_after")
-            if r0 is not None and "trial_accuracy_gain" in out:
-                ref_gain = 0.0 if ref["diverged"] or r1 is None else r1 - r0
-                out["trial_accuracy_behind_reference"] = ref_gain - out["trial_accuracy_gain"]
+    if results.get("correlation"):
+        ratio, _, _ = depth_ratio(results)
+        if ratio is not None and math.isfinite(ratio):
+            out["depth_over_xi"] = min(float(ratio), 60.0) / 10.0
     return out
 
 
-TRIAL_FEATURES = (
-    "trial_diverged",
-    "trial_improvement",
-    "trial_below_baseline",
-    "trial_accuracy_gain",
-    "reference_below_baseline",
-    "trial_behind_reference",
-    "trial_accuracy_behind_reference",
-)
+def features(results: Mapping[str, Any], setup: Mapping[str, Any]) -> dict[str, float]:
+    """The numbers P(trains) is computed from: the theory probes' (:func:`theory_features`),
+    the setup's and, with the trial, the curve's at the checkpoint where the trial stopped
+    (``depthlab.diagnosis.evidence``)."""
+    out = theory_features(results, setup)
+    lr = setup.get("lr")
+    if lr:
+        out["log10_lr"] = math.log10(float(lr))
+    out["adaptive"] = 0.0 if optimizer_family(str(setup.get("optimizer", "adam"))) == "sgd" else 1.0
+    trial = results.get("trial") or {}
+    out.update(trial.get("features") or {})
+    return out
 
 
 def probability(
     results: Mapping[str, Any], setup: Mapping[str, Any]
 ) -> tuple[float | None, dict[str, float]]:
-    """P(trains) from the calibrated model, and the logit's parts (trial, theory, intercept)."""
-    family = optimizer_family(str(setup.get("optimizer", "adam")))
-    feats = features(results, setup)
-    kind = "full" if "trial_improvement" in feats else "theory"
-    model = calibrated.MODELS.get(f"{family}/{kind}")
-    if model is None:
-        return None, {"family": 0.0}
-    parts = {"trial": 0.0, "theory": 0.0}
-    logit = float(model["intercept"])
-    for name, (mean, scale, weight) in model["coefficients"].items():
-        value = feats.get(name, mean)
-        term = weight * (value - mean) / scale
-        logit += term
-        parts["trial" if name in TRIAL_FEATURES else "theory"] += term
-    p = 1.0 / (1.0 + math.exp(-max(min(logit, 40.0), -40.0)))
-    return p, {**parts, "intercept": float(model["intercept"]), "logit": logit}
+    """P(trains) and the logit's parts (``trial`` for the curve, ``theory``), with the
+    ``checkpoint`` whose model gave it: the verdict engine's model at the checkpoint where the
+    trial stopped, else the theory-only model."""
+    from depthlab.diagnosis import calibrated
+    from depthlab.diagnosis.engine import judge_features
+    from depthlab.diagnosis.evidence import logistic
+
+    trial = results.get("trial") or {}
+    if trial.get("diverged"):
+        return 0.0, {"trial": -math.inf, "theory": 0.0}
+    if trial.get("features"):
+        judged = judge_features(
+            trial["features"],
+            results,
+            setup,
+            step=int(trial.get("decided_at") or trial.get("steps") or 1),
+            budget=int(trial.get("budget_steps") or setup.get("budget_steps") or 1),
+        )
+        parts = judged["parts"]
+        return judged["p_trains"], {
+            "trial": parts.get("curve", 0.0),
+            "theory": parts.get("theory", 0.0),
+            "checkpoint": float(judged["checkpoint"]),
+            "predicted_progress": judged["predicted_progress"],
+            "progress_lo": judged["interval"][0],
+            "progress_hi": judged["interval"][1],
+        }
+    model = calibrated.THEORY_MODEL
+    if not model:
+        return None, {}
+    p, logit = logistic(model, features(results, setup))
+    return p, {"trial": 0.0, "theory": logit}
 
 
 def _clip(x: float, lo: float, hi: float) -> float:

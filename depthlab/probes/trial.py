@@ -1,15 +1,19 @@
 """The ``trial`` probe: the first steps of the real training run, as direct evidence.
 
-A copy of the network trains for ``steps`` optimizer steps with the user's own training setup
-(``train``: optimizer, learning rate and schedule, momentum, weight decay, batch size, gradient
-clipping) on the batch's samples, drawn as the trainer draws them. It records the minibatch loss
-and the global gradient norm ‖∇_θ L‖₂ of every step, where a loss, gradient or parameter first
-became NaN/inf, and the mean loss and accuracy on a fixed evaluation subset (the first
-``eval_samples`` samples) before and after.
+A copy of the network trains step by step with the user's own training setup (``train``:
+optimizer, learning rate and schedule, momentum, weight decay, batch size, gradient clipping)
+on the batch's samples, drawn as the trainer draws them — the run's own first steps: same
+initial weights, batches and schedule. Each step's minibatch loss and global gradient norm
+‖∇_θ L‖₂ feed the verdict engine (``depthlab.diagnosis.engine``), which looks at the curve at
+growing checkpoints of the budget (1, 2, 4, 8, 16 %) and the trial **stops as soon as the
+engine is done**: decided, or at its cap (``fraction`` of the budget, ``train.epochs`` ×
+⌈N / batch⌉ steps, at least ``min_steps`` and at most ``max_steps``). ``steps > 0`` runs exactly
+that many steps instead. It records where a loss, gradient or parameter first became NaN/inf,
+and the mean loss and accuracy on a fixed evaluation subset (the first ``eval_samples``
+samples) before and after.
 
-``steps: 0`` (default) takes ``fraction`` of the run's budget, ``train.epochs`` ×
-⌈N / batch⌉ steps, at least ``min_steps`` and at most ``max_steps``: a few percent of the cost of
-training, by construction.
+The shallow reference net's trial under the same data and setup (``reference``) is computed
+once per process and setup (:func:`cached_reference`): a sweep over networks pays it once.
 
 The summary numbers the verdict reads, all on the evaluation subset:
 
@@ -23,6 +27,10 @@ The summary numbers the verdict reads, all on the evaluation subset:
 - ``loss_after_ratio`` = loss_after / baseline_loss;
 - ``loss_growth`` = max step loss / first step loss (> 1 for an unstable step size).
 
+The engine's answer comes with it: ``verdict`` (``trainable``, a cause, or ``undecided``),
+``p_trains``, ``predicted_progress`` with ``progress_interval``, ``decided``, ``decided_at`` (the
+step) and ``engine`` (the losses it kept and where it looked, for the report's curve plot).
+
 The original network is never touched: the trial trains a deep copy.
 """
 
@@ -30,7 +38,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
+import time
 from typing import Any
 
 import torch
@@ -45,8 +55,8 @@ from depthlab.spec.base import check_min, check_range
 @dataclasses.dataclass(frozen=True)
 class TrialParams(Spec):
     train: TrainSpec = dataclasses.field(default_factory=TrainSpec)
-    steps: int = 0  # 0: fraction of the budget, within [min_steps, max_steps]
-    fraction: float = 0.08
+    steps: int = 0  # 0: sequential, until the verdict engine is done (at most max_steps)
+    fraction: float = 0.16  # the cap, as a fraction of the budget (the engine's last checkpoint)
     min_steps: int = 10
     max_steps: int = 300
     eval_samples: int = 512
@@ -81,7 +91,8 @@ def baseline_loss(batch: ProbeBatch, out_dim: int) -> float:
 
 @register_probe("trial")
 class TrialProbe(Probe):
-    """A short real training run with the user's setup (see the module doc)."""
+    """A short real training run with the user's setup, read by the verdict engine as it goes
+    (see the module doc)."""
 
     Params = TrialParams
 
@@ -94,24 +105,64 @@ class TrialProbe(Probe):
         net = copy.deepcopy(model)
         if not any(q.requires_grad for q in net.parameters()):
             raise ProbeError("trial found no trainable parameter")
-        result = run_trial(net, batch, p.train, steps, p.eval_samples)
+        ref: dict[str, Any] | None = None
         if p.reference and torch.is_floating_point(batch.x):
-            ref = reference_trial(batch, p.train, steps, p.eval_samples, result["out_dim"])
+            out_dim = _out_dim(net, batch)
+            ref = cached_reference(batch, p.train, steps, p.eval_samples, out_dim)
+        result = run_trial(
+            net, batch, p.train, steps, p.eval_samples, sequential=p.steps == 0, reference=ref
+        )
+        if ref is not None:
             result["reference"] = {
                 k: ref[k]
                 for k in ("diverged", "improvement", "progress", "loss_after_ratio")
-                + ("accuracy_before", "accuracy_after")
+                + ("accuracy_before", "accuracy_after", "loss", "seconds")
             }
         return result
 
 
 def trial_steps(p: TrialParams, n: int) -> int:
-    """The trial's steps for ``n`` samples: ``fraction`` of the budget, at least ``min_steps``
-    (but never more than a quarter of a short budget), at most ``max_steps``."""
+    """The trial's most steps for ``n`` samples: ``steps`` when given, else the engine's cap
+    (``fraction`` of the budget, at least ``min_steps`` but never more than a quarter of a short
+    budget, at most ``max_steps``)."""
     budget = budget_steps(p.train, n)
     floor = min(p.min_steps, math.ceil(0.25 * budget))
-    steps = p.steps or min(p.max_steps, max(floor, round(p.fraction * budget)))
+    steps = p.steps or min(p.max_steps, max(floor, math.ceil(p.fraction * budget)))
     return min(steps, budget)
+
+
+#: Reference trials kept (one per data set and setup); a sweep over networks pays each once.
+_REFERENCES: dict[tuple[Any, ...], dict[str, Any]] = {}
+REFERENCE_CACHE_SIZE = 64
+
+
+def _out_dim(net: nn.Module, batch: ProbeBatch) -> int:
+    from depthlab.probes.base import preserved
+
+    with torch.no_grad(), preserved(net):
+        net.eval()
+        return int(net(batch.x[:2]).shape[-1])
+
+
+def cached_reference(
+    batch: ProbeBatch, train: TrainSpec, steps: int, eval_samples: int, out_dim: int
+) -> dict[str, Any]:
+    """:func:`reference_trial`, computed once per (data, optimizer, lr, batch, budget, steps)
+    in this process: the reference net does not depend on the network being diagnosed."""
+    x, y = batch.x, batch.y
+    key = (
+        tuple(x.shape), str(x.dtype), str(x.device), float(x.double().sum()),
+        float(x.flatten()[:64].double().sum()), float(y.double().sum()), batch.task,
+        json.dumps(train.to_dict(), sort_keys=True, default=str), steps, eval_samples, out_dim,
+    )  # fmt: skip
+    if key not in _REFERENCES:
+        if len(_REFERENCES) >= REFERENCE_CACHE_SIZE:
+            _REFERENCES.pop(next(iter(_REFERENCES)))
+        started = time.perf_counter()
+        ref = reference_trial(batch, train, steps, eval_samples, out_dim)
+        ref["seconds"] = time.perf_counter() - started
+        _REFERENCES[key] = ref
+    return _REFERENCES[key]
 
 
 def reference_trial(
@@ -119,7 +170,8 @@ def reference_trial(
 ) -> dict[str, Any]:
     """The same trial on the shallow reference net — two hidden layers of 128 ReLU units, He
     init, seeded by ``train.seed`` — on the flattened inputs: how fast this optimizer, learning
-    rate and data let *any* network learn, against which the network's own trial is read."""
+    rate and data let *any* network learn, against which the network's own trial is read. It
+    always runs its ``steps`` in full (its curve is what the network's is compared with)."""
     gen = torch.Generator().manual_seed(train.seed)
     d = int(batch.x[0].numel())
     net = nn.Sequential(
@@ -131,13 +183,24 @@ def reference_trial(
             if isinstance(m, nn.Linear):
                 m.weight.normal_(0.0, math.sqrt(2.0 / m.in_features), generator=gen)
                 m.bias.zero_()
-    return run_trial(net, batch, train, steps, eval_samples)
+    net = net.to(batch.x.device)
+    return run_trial(net, batch, train, steps, eval_samples, sequential=False)
 
 
 def run_trial(
-    net: nn.Module, batch: ProbeBatch, train: TrainSpec, steps: int, eval_samples: int
+    net: nn.Module,
+    batch: ProbeBatch,
+    train: TrainSpec,
+    steps: int,
+    eval_samples: int,
+    *,
+    sequential: bool = False,
+    reference: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train ``net`` (in place) for ``steps`` steps as the trainer would; the trial's summary."""
+    """Train ``net`` (in place) as the trainer would, feeding the verdict engine each step's
+    loss and gradient norm; at most ``steps`` steps, fewer when ``sequential`` and the engine
+    is done. The trial's summary, with the engine's decision and what it saw."""
+    from depthlab.diagnosis.engine import Curve, Setup, VerdictEngine
     from depthlab.train.schedule import lr_at, make_optimizer
 
     n = len(batch.x)
@@ -151,6 +214,18 @@ def run_trial(
     evaluation = dataclasses.replace(batch, x=ex, y=ey)
     before = _evaluate(net, evaluation)
     out_dim = int(before.pop("out_dim"))
+    base = baseline_loss(evaluation, out_dim)
+    engine = VerdictEngine(
+        Setup(
+            optimizer=train.optimizer,
+            lr=train.lr,
+            momentum=train.momentum,
+            budget_steps=budget,
+            batch_size=size,
+        ),
+        baseline_loss=base,
+        reference=Curve(tuple(reference["loss"]), base) if reference else None,
+    )
     generator = torch.Generator().manual_seed(train.seed)
     losses: list[float] = []
     grad_norms: list[float] = []
@@ -160,36 +235,53 @@ def run_trial(
         i = step % per_epoch
         if i == 0 and step > 0:
             order = torch.randperm(n, generator=generator)
-        idx = order[i * size : (i + 1) * size]
+        idx = order[i * size : (i + 1) * size].to(batch.x.device)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(train, step, per_epoch)
         loss = batch.loss_fn(net(batch.x[idx]), batch.y[idx])
         value = loss.item()
         if not math.isfinite(value):
             diverged = step
+            engine.observe(step, value)
             break
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        sq = sum(float(q.grad.detach().double().pow(2).sum()) for q in params if q.grad is not None)
-        norm = math.sqrt(sq) if math.isfinite(sq) else math.inf
+        grads = [q.grad.detach() for q in params if q.grad is not None]
+        norm = (
+            float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
+            if grads
+            else 0.0
+        )
         if not math.isfinite(norm):
             diverged = step
+            engine.observe(step, value, grad_norm=norm)
             break
         if train.grad_clip > 0:
             nn.utils.clip_grad_norm_(params, train.grad_clip)
         optimizer.step()
         losses.append(value)
         grad_norms.append(norm)
+        engine.observe(step, value, grad_norm=norm)
+        if sequential and engine.done:
+            break
     if diverged is None and not all(bool(torch.isfinite(q).all()) for q in params):
         diverged = len(losses)
     after = _evaluate(net, evaluation) if diverged is None else {}
     after.pop("out_dim", None)
-    base = baseline_loss(evaluation, out_dim)
     loss_before, loss_after = before["loss"], after.get("loss", math.inf)
     if not math.isfinite(loss_after) and diverged is None:
         diverged = len(losses)
     scale = base if base > 0 else 1.0
+    decision = engine.decision
     return {
+        "verdict": decision.verdict,
+        "p_trains": decision.p_trains,
+        "predicted_progress": decision.predicted_progress,
+        "progress_interval": list(decision.progress_interval),
+        "decided": decision.decided,
+        "decided_at": decision.step,
+        "engine": engine.curve(),
+        "features": engine.features(),
         "steps": len(losses),
         "planned_steps": steps,
         "budget_steps": budget,

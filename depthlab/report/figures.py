@@ -159,6 +159,15 @@ FIGURES = {
 }
 
 
+def _trial(diagnoses: list[Diagnosis], path: Path) -> Path | None:
+    from depthlab.report.trial_figure import trial_figure
+
+    return trial_figure(diagnoses, path)
+
+
+FIGURES["trial"] = _trial
+
+
 def write_figures(diagnoses: list[Diagnosis], out: Path) -> dict[str, Path]:
     """One PNG per probe that has something to show, in ``out``."""
     out.mkdir(parents=True, exist_ok=True)

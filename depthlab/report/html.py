@@ -53,15 +53,22 @@ def write_report(
     """``index.html`` and its PNG figures in ``out``; returns the page's path."""
     out = Path(out)
     figures = write_figures(diagnoses, out)
+    # only the columns of probes that ran on at least one network: the table fits the page
+    columns = [
+        c for c in COLUMNS if any((d.get(c[0]) or {}).get(c[1]) is not None for d in diagnoses)
+    ]
     rows = []
     for d in diagnoses:
         cls = "ok" if d["verdict"] == "trainable" else "bad"
-        cells = "".join(f"<td>{_fmt((d.get(p) or {}).get(k))}</td>" for p, k, _ in COLUMNS)
+        odds = d.get("p_trains")
+        cells = f"<td>{_fmt(odds)}</td><td>{_fmt(d.get('predicted_progress'))}</td>"
+        cells += "".join(f"<td>{_fmt((d.get(p) or {}).get(k))}</td>" for p, k, _ in columns)
         rows.append(
             f"<tr><td>{html.escape(d['name'])}</td><td class='{cls}'>"
             f"{html.escape(d['verdict'])}</td><td>{d['n_params']:,}</td>{cells}</tr>"
         )
-    header = "".join(f"<th>{html.escape(label)}</th>" for _, _, label in COLUMNS)
+    header = "<th>P(trains)</th><th>predicted progress</th>"
+    header += "".join(f"<th>{html.escape(label)}</th>" for _, _, label in columns)
     sections = []
     for d in diagnoses:
         items = (
@@ -109,8 +116,22 @@ def _odds(d: dict[str, Any]) -> str:
         return ""
     setup = d.get("setup") or {}
     assumed = " (assumed: no training setup was given)" if setup.get("assumed") else ""
+    trial = d.get("trial") or {}
+    progress = ""
+    if isinstance(d.get("predicted_progress"), int | float):
+        lo, hi = d.get("progress_interval") or (math.nan, math.nan)
+        progress = (
+            f"; predicted progress {d['predicted_progress']:.2f} [{lo:.2f}, {hi:.2f}] of the way "
+            "from chance to the reference net"
+        )
+    if trial.get("steps"):
+        progress += (
+            f"; the trial read {trial['steps']} steps "
+            f"({100 * trial.get('fraction_of_budget', 0.0):.0f} % of the budget)"
+        )
     return (
-        f"<p>P(trains) = {d['p_trains']:.2f}, decided by {html.escape(str(d['decided_by']))}, "
+        f"<p>P(trains) = {d['p_trains']:.2f}{progress}, decided by "
+        f"{html.escape(str(d['decided_by']))}, "
         f"for {html.escape(str(setup.get('optimizer')))} at lr {setup.get('lr', 0.0):.3g} over "
         f"{setup.get('budget_steps')} steps{assumed}</p>"
     )
