@@ -202,3 +202,20 @@ def test_residual_scaling_controls_variance_growth(residual, alpha, bounded):
     else:
         # Unit-gain branches: (1 + α²)^L = 2^32 in mean-field theory.
         assert growth > 1e6
+
+
+@pytest.mark.parametrize(
+    ("name", "reference"),
+    [
+        ("mish", lambda x: x * torch.tanh(torch.log1p(torch.exp(x)))),
+        ("hardtanh", lambda x: x.clamp(-1.0, 1.0)),
+    ],
+)
+def test_mish_and_hardtanh_are_their_formulas_as_function_and_layer(name, reference):
+    x = torch.linspace(-6, 6, 241, dtype=torch.float64)
+    act = resolve_activation(name)
+    assert torch.allclose(act.fn(x), reference(x), atol=1e-12)
+    assert torch.allclose(act.module()(x), reference(x), atol=1e-12)
+    # they build networks like every registered activation
+    net = build_model(ArchSpec(depth=3, width=8, act=name), in_shape=(4,), out_dim=2, seed=0)
+    assert torch.isfinite(net(torch.randn(5, 4))).all()

@@ -4,7 +4,8 @@ The grid is a set of sweeps (:data:`GRID`) over five datasets (four vector datas
 planted-partition graph), families (mlp, resmlp, cnn1d; gcn, sage and gin on the graph), depths
 up to 32, widths, every registered activation and initialisation, norms, residual scalings,
 optimizers and learning rates: 600 configurations drawn at random, with budgets of about 300
-(:data:`BUDGETS` ``short``) and about 1500 steps (``long``).
+(:data:`BUDGETS` ``short``) and about 1500 steps (``long``; depths up to 16, so that the grid
+can be labelled on a laptop).
 Every run is assigned to the *tuning* or the *test* half by a hash of its run id
 (:func:`half_of`): fixed before any threshold is set, independent of results, and the same on
 every machine. Tuning code obtains runs only through :func:`load_half` (or
@@ -94,7 +95,7 @@ def _grid() -> list[dict[str, Any]]:
                     "name": f"mlp-{dataset}-{budget}",
                     "base": _base(dataset, "mlp", budget, width=64),
                     "axes": {
-                        "arch.depth": [2, 4, 8, 16, 32],
+                        "arch.depth": [2, 4, 8, 16, 32][: 5 - b],
                         "arch.width": [16, 32, 64],
                         "arch.act": _ACTS,
                         "arch.init": _INITS,
@@ -111,7 +112,7 @@ def _grid() -> list[dict[str, Any]]:
                     "name": f"resmlp-{dataset}-{budget}",
                     "base": _base(dataset, "resmlp", budget, width=32),
                     "axes": {
-                        "arch.depth": [4, 8, 16, 32],
+                        "arch.depth": [4, 8, 16, 32][: 4 - b],
                         "arch.act": _ACTS,
                         "arch.init": _INITS,
                         "arch.norm": _NORMS,
@@ -128,7 +129,7 @@ def _grid() -> list[dict[str, Any]]:
                 "name": f"cnn1d-mnist1d-{budget}",
                 "base": _base("mnist1d", "cnn1d", budget, width=16),
                 "axes": {
-                    "arch.depth": [2, 4, 8, 16],
+                    "arch.depth": [2, 4, 8, 16][: 4 - b],
                     "arch.width": [8, 16],
                     "arch.act": _ACTS,
                     "arch.init": _INITS,
@@ -146,7 +147,7 @@ def _grid() -> list[dict[str, Any]]:
                 "base": _base("csbm", "gcn", budget, width=32),
                 "axes": {
                     "arch.family": ["gcn", "sage", "gin"],
-                    "arch.depth": [2, 4, 8, 16],
+                    "arch.depth": [2, 4, 8, 16][: 4 - b],
                     "arch.act": _ACTS,
                     "arch.init": _INITS,
                     "arch.norm": _NORMS,
