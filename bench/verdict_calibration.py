@@ -11,6 +11,8 @@ Phases (results under ``--out``, the directory ``bench/verdict_labels.py`` label
           the held-out one); the labels' own ceiling (two training seeds); the baselines side
           by side (the trial alone, the median stopping rule against the reference's curve,
           theory alone); a reliability diagram (PNG)
+  cost    diagnose and then train test-half runs in one process: the diagnosis's time over
+          the training's (mean, median, 90th percentile)
 
     nice -n 10 python bench/verdict_labels.py --out /work/notes/cal      # hours, resumable
     python bench/verdict_calibration.py tune --out /work/notes/cal
@@ -374,13 +376,62 @@ def _reliability_plot(rows: list[dict[str, float]], path: Path) -> None:
     plt.close(fig)
 
 
+# ---------------------------------------------------------------- cost (same process)
+
+
+def cost(out: Path, limit: int) -> dict[str, Any]:
+    """Diagnose (default probes, the sequential trial) and then train ``limit`` test-half runs
+    in this one process; the diagnosis's time over the training's. The first diagnosis pays
+    the process's one-off imports and is run once beforehand, not counted."""
+    import torch
+
+    from depthlab.diagnosis.run import diagnose_run
+    from depthlab.spec import RunSpec
+    from depthlab.train import run
+
+    torch.set_num_threads(1)
+    rows = [r for r in cal.load_half(out, "test") if r["family"] != "graph"][:limit]
+    diagnose_run(RunSpec.from_dict(rows[0]["spec"]))  # imports, caches: not the run's cost
+    fractions, parts = [], []
+    for r in rows:
+        spec = RunSpec.from_dict(r["spec"])
+        d = diagnose_run(spec)[0]
+        trained = run(spec, progress=False)
+        fractions.append(d["seconds_total"] / trained.seconds)
+        parts.append({k: v / trained.seconds for k, v in d["seconds"].items()})
+        print(
+            f"  {r['family']:7s} {r['dataset']:13s} {r['budget']:5s} diagnosis "
+            f"{d['seconds_total']:.2f}s training {trained.seconds:.2f}s "
+            f"({fractions[-1]:.3f}; trial read {d['trial']['steps']} steps)",
+            flush=True,
+        )
+    fractions.sort()
+    result = {
+        "n": len(fractions),
+        "mean": sum(fractions) / len(fractions),
+        "median": fractions[len(fractions) // 2],
+        "p90": fractions[int(0.9 * (len(fractions) - 1))],
+        "by_probe_mean": {k: sum(p.get(k, 0.0) for p in parts) / len(parts) for k in parts[0]},
+    }
+    (out / "cost-test.json").write_text(json.dumps(result, indent=1))
+    print(
+        f"diagnosis / training time over {result['n']} test-half runs, same process: mean "
+        f"{result['mean']:.3f}, median {result['median']:.3f}, p90 {result['p90']:.3f}; "
+        f"by probe {json.dumps({k: round(v, 3) for k, v in result['by_probe_mean'].items()})}"
+    )
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("phase", choices=["tune", "report"])
+    parser.add_argument("phase", choices=["tune", "report", "cost"])
+    parser.add_argument("--limit", type=int, default=20, help="cost: runs timed")
     parser.add_argument("--out", type=Path, default=Path("bench-out/verdict_calibration"))
     args = parser.parse_args(argv)
     if args.phase == "tune":
         tune(args.out)
+    elif args.phase == "cost":
+        cost(args.out, args.limit)
     else:
         report(args.out)
     return 0

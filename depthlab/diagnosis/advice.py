@@ -252,7 +252,7 @@ def candidate_fixes(verdict: str, spec: Any, stable_lr: float | None = None) -> 
             edits.append({**init_fix, **residual})
         if sgd:
             edits.append(adam)
-    elif verdict in ("no progress", "won't train in budget", "ill-conditioned"):
+    elif verdict in ("no progress", "won't train in budget", "ill-conditioned", "undecided"):
         if (sgd and train.lr < 0.1) or (not sgd and train.lr < 3e-3):
             edits.append(raise_lr)
         edits += [e for e in (init_fix, residual) if e]

@@ -6,7 +6,7 @@ batches and schedule), its baseline loss, its reference net's curve and its meas
 
 - :func:`feature_table`: the engine's features (``depthlab.diagnosis.evidence``) of each run at
   each checkpoint, with the theory probes' features when asked for;
-- :func:`fit` : per checkpoint, a logistic model of P(trains) and a linear model of progress
+- :func:`fit_all` : per checkpoint (or pooled over checkpoints), a logistic model of P(trains) and a linear model of progress
   (clipped to the engine's range), their 10th/90th error percentiles (the interval), and the
   decision thresholds chosen on cross-validated predictions for a stated precision
   (:func:`thresholds`);
@@ -106,6 +106,10 @@ def _standardise(x: Any) -> tuple[Any, Any]:
     return mean, scale
 
 
+#: Inverse L2 strength of the logistic models (sklearn's ``C``).
+C = 0.3
+
+
 def fit_checkpoint(
     feats: Sequence[Mapping[str, float]], progress: Sequence[float], names: Sequence[str]
 ) -> dict[str, Any]:
@@ -123,7 +127,7 @@ def fit_checkpoint(
     labels = [label(p) for p in progress]
     clear = np.array([t is not None for t in labels])
     y = np.array([bool(t) for t in labels])
-    clf = LogisticRegression(C=1.0, max_iter=2000).fit(z[clear], y[clear])
+    clf = LogisticRegression(C=C, max_iter=2000).fit(z[clear], y[clear])
     target = np.clip(np.asarray(progress, dtype=float), *PROGRESS_RANGE)
     reg = Ridge(alpha=1.0).fit(z, target)
 
@@ -170,12 +174,23 @@ def fit_all(
     names: Sequence[str],
     *,
     rows: Sequence[int] | None = None,
+    pooled: bool = True,
 ) -> list[dict[str, Any]]:
     """One :func:`fit_checkpoint` per checkpoint (diverged prefixes are decided without a
-    model and left out)."""
+    model and left out); ``pooled``: one model fitted on every checkpoint's features at once
+    (``log_fraction`` tells them apart), the same at each — five times the rows per fit."""
     from depthlab.diagnosis.engine import CHECKPOINTS
 
     idx = range(len(table)) if rows is None else rows
+    if pooled:
+        pairs = [
+            (feats, progress[i])
+            for i in idx
+            for feats in table[i]
+            if "diverged" not in feats
+        ]
+        one = fit_checkpoint([f for f, _ in pairs], [g for _, g in pairs], names)
+        return [dict(one) for _ in CHECKPOINTS]
     models = []
     for c in range(len(CHECKPOINTS)):
         pairs = [

@@ -60,12 +60,55 @@ def test_a_dead_net_makes_no_progress():
     assert result["loss_after_ratio"] >= 0.99 and result["improvement"] < 0.1
 
 
-def test_steps_default_to_a_fraction_of_the_budget():
+def test_steps_default_to_the_engines_cap_and_stop_there_at_most():
     train = TrainSpec(epochs=20, batch_size=64)
     assert budget_steps(train, 256) == 80
     result = _trial(_net(), train, fraction=0.1, min_steps=2)
     assert result["planned_steps"] == 8 and result["budget_steps"] == 80
-    assert result["fraction_of_budget"] == pytest.approx(0.1)
+    assert result["steps"] <= 8 and result["fraction_of_budget"] <= 0.1 + 1e-9
+
+
+def _cap(train: TrainSpec, n: int = 256) -> int:
+    from depthlab.diagnosis.engine import CHECKPOINTS
+
+    return math.ceil(CHECKPOINTS[-1] * budget_steps(train, n))
+
+
+def test_the_sequential_trial_stops_early_on_a_clearly_healthy_net():
+    train = TrainSpec(optimizer="adam", lr=1e-2, epochs=300, batch_size=32)  # 2400 steps
+    result = _trial(_net(), train, max_steps=400)
+    assert result["decided"] and result["verdict"] == "trainable"
+    assert result["steps"] < _cap(train) and result["steps"] == result["decided_at"]
+    lo, hi = result["progress_interval"]
+    assert lo <= result["predicted_progress"] <= hi and result["predicted_progress"] > 0.5
+
+
+def test_the_sequential_trial_stops_at_once_on_a_diverging_net():
+    model = _net(depth=6)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)
+    train = TrainSpec(optimizer="sgd", lr=1e3, epochs=300, batch_size=32)
+    result = _trial(model, train, max_steps=400)
+    assert result["decided"] and result["verdict"] == "diverges" and result["p_trains"] == 0.0
+    assert result["steps"] < 10
+
+
+def test_the_sequential_trial_goes_on_past_a_flat_start():
+    """A dead net's loss sits at the constant predictor's: at 1 % of the budget that is what a
+    slow starter looks like too, so the engine looks again rather than stop."""
+    from depthlab.diagnosis.engine import CHECKPOINTS
+
+    model = _net(depth=4)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear) and m.out_features == 32:
+                m.bias.fill_(-50.0)
+    train = TrainSpec(optimizer="sgd", lr=1e-2, epochs=300, batch_size=32)
+    result = _trial(model, train, max_steps=400)
+    first = math.ceil(CHECKPOINTS[0] * budget_steps(train, 256))
+    assert result["steps"] > first
+    assert result["verdict"] != "trainable" and result["p_trains"] < 0.5
 
 
 def test_baseline_is_the_constant_predictors_loss():
