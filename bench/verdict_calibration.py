@@ -147,7 +147,7 @@ def _write_calibrated(
         "#: BEGIN FITTED (written by bench/verdict_calibration.py tune)\n"
         f"CURVE_MODELS: list[dict[str, Any]] = {json.dumps(models, indent=4, sort_keys=True)}\n"
         "#: Per checkpoint, (lo, hi): P ≤ lo decides won't train, P ≥ hi trainable.\n"
-        f"THRESHOLDS: list[tuple[float, float]] = {json.dumps([list(c) for c in cuts])}\n"
+        f"THRESHOLDS: list[list[float]] = {json.dumps([list(c) for c in cuts], indent=4)}\n"
         f"THEORY_MODEL: dict[str, Any] = {json.dumps(theory, indent=4, sort_keys=True)}\n"
         "#: Labelled tuning-half runs the models were fitted on.\n"
         f"TUNING_RUNS = {n}\n"

@@ -185,8 +185,10 @@ def setup_key(spec: Mapping[str, Any]) -> str:
     """What the reference net's curve depends on: data, optimizer, lr, momentum, batch size,
     schedule and budget (never the network)."""
     train = spec["train"]
-    keep = ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs", "schedule")
-    keep += ("warmup_epochs", "grad_clip", "seed")
+    keep = (
+        "optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs", "schedule",
+        "warmup_epochs", "grad_clip", "seed",
+    )  # fmt: skip
     return json.dumps([spec["data"], {k: train.get(k) for k in keep}], sort_keys=True)
 
 

@@ -6,10 +6,10 @@ batches and schedule), its baseline loss, its reference net's curve and its meas
 
 - :func:`feature_table`: the engine's features (``depthlab.diagnosis.evidence``) of each run at
   each checkpoint, with the theory probes' features when asked for;
-- :func:`fit_all` : per checkpoint (or pooled over checkpoints), a logistic model of P(trains) and a linear model of progress
-  (clipped to the engine's range), their 10th/90th error percentiles (the interval), and the
-  decision thresholds chosen on cross-validated predictions for a stated precision
-  (:func:`thresholds`);
+- :func:`fit_all`: per checkpoint (or pooled over checkpoints), a logistic model of P(trains)
+  and a linear model of progress (clipped to the engine's range); :func:`cross_predict` their
+  out-of-fold predictions, from which come the progress interval (10th/90th error percentiles)
+  and the decision thresholds for a stated precision (:func:`thresholds`);
 - :func:`replay`: what the engine decides on each run, checkpoint after checkpoint, and when;
 - :func:`summary`: agreement (undecided counted by P ≥ 0.5), agreement and coverage of decided
   runs, precision of each answer, Spearman of predicted with measured progress, the share of
@@ -183,12 +183,7 @@ def fit_all(
 
     idx = range(len(table)) if rows is None else rows
     if pooled:
-        pairs = [
-            (feats, progress[i])
-            for i in idx
-            for feats in table[i]
-            if "diverged" not in feats
-        ]
+        pairs = [(feats, progress[i]) for i in idx for feats in table[i] if "diverged" not in feats]
         one = fit_checkpoint([f for f, _ in pairs], [g for _, g in pairs], names)
         return [dict(one) for _ in CHECKPOINTS]
     models = []

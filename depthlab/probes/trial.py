@@ -12,8 +12,9 @@ that many steps instead. It records where a loss, gradient or parameter first be
 and the mean loss and accuracy on a fixed evaluation subset (the first ``eval_samples``
 samples) before and after.
 
-The shallow reference net's trial under the same data and setup (``reference``) is computed
-once per process and setup (:func:`cached_reference`): a sweep over networks pays it once.
+The shallow reference net's run under the same data and setup (``reference``) is advanced
+only as far as the engine looks, and kept per process and setup
+(``depthlab.probes.stepper.reference_run``): a sweep over networks pays it once.
 
 The summary numbers the verdict reads, all on the evaluation subset:
 
@@ -38,9 +39,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
-import time
 from typing import Any
 
 import torch
@@ -48,6 +47,7 @@ from torch import nn
 
 from depthlab.exceptions import ProbeError
 from depthlab.probes.base import Probe, ProbeBatch, register_probe
+from depthlab.probes.stepper import ReferenceRun, Stepper, reference_net, reference_run
 from depthlab.spec import Spec, TrainSpec
 from depthlab.spec.base import check_min, check_range
 
@@ -105,18 +105,17 @@ class TrialProbe(Probe):
         net = copy.deepcopy(model)
         if not any(q.requires_grad for q in net.parameters()):
             raise ProbeError("trial found no trainable parameter")
-        ref: dict[str, Any] | None = None
+        ref = None
         if p.reference and torch.is_floating_point(batch.x):
-            out_dim = _out_dim(net, batch)
-            ref = cached_reference(batch, p.train, steps, p.eval_samples, out_dim)
+            ref = reference_run(batch, p.train, _out_dim(net, batch))
         result = run_trial(
             net, batch, p.train, steps, p.eval_samples, sequential=p.steps == 0, reference=ref
         )
         if ref is not None:
             result["reference"] = {
-                k: ref[k]
-                for k in ("diverged", "improvement", "progress", "loss_after_ratio")
-                + ("accuracy_before", "accuracy_after", "loss", "seconds")
+                "loss": list(ref.losses[: result["steps"]]),
+                "diverged": ref.diverged,
+                "seconds": ref.seconds,
             }
         return result
 
@@ -131,11 +130,6 @@ def trial_steps(p: TrialParams, n: int) -> int:
     return min(steps, budget)
 
 
-#: Reference trials kept (one per data set and setup); a sweep over networks pays each once.
-_REFERENCES: dict[tuple[Any, ...], dict[str, Any]] = {}
-REFERENCE_CACHE_SIZE = 64
-
-
 def _out_dim(net: nn.Module, batch: ProbeBatch) -> int:
     from depthlab.probes.base import preserved
 
@@ -144,47 +138,15 @@ def _out_dim(net: nn.Module, batch: ProbeBatch) -> int:
         return int(net(batch.x[:2]).shape[-1])
 
 
-def cached_reference(
-    batch: ProbeBatch, train: TrainSpec, steps: int, eval_samples: int, out_dim: int
-) -> dict[str, Any]:
-    """:func:`reference_trial`, computed once per (data, optimizer, lr, batch, budget, steps)
-    in this process: the reference net does not depend on the network being diagnosed."""
-    x, y = batch.x, batch.y
-    key = (
-        tuple(x.shape), str(x.dtype), str(x.device), float(x.double().sum()),
-        float(x.flatten()[:64].double().sum()), float(y.double().sum()), batch.task,
-        json.dumps(train.to_dict(), sort_keys=True, default=str), steps, eval_samples, out_dim,
-    )  # fmt: skip
-    if key not in _REFERENCES:
-        if len(_REFERENCES) >= REFERENCE_CACHE_SIZE:
-            _REFERENCES.pop(next(iter(_REFERENCES)))
-        started = time.perf_counter()
-        ref = reference_trial(batch, train, steps, eval_samples, out_dim)
-        ref["seconds"] = time.perf_counter() - started
-        _REFERENCES[key] = ref
-    return _REFERENCES[key]
-
-
 def reference_trial(
     batch: ProbeBatch, train: TrainSpec, steps: int, eval_samples: int, out_dim: int
 ) -> dict[str, Any]:
-    """The same trial on the shallow reference net — two hidden layers of 128 ReLU units, He
-    init, seeded by ``train.seed`` — on the flattened inputs: how fast this optimizer, learning
-    rate and data let *any* network learn, against which the network's own trial is read. It
-    always runs its ``steps`` in full (its curve is what the network's is compared with)."""
-    gen = torch.Generator().manual_seed(train.seed)
-    d = int(batch.x[0].numel())
-    net = nn.Sequential(
-        nn.Flatten(), nn.Linear(d, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
-        nn.Linear(128, out_dim),
-    ).to(batch.x.dtype)  # fmt: skip
-    with torch.no_grad():
-        for m in net:
-            if isinstance(m, nn.Linear):
-                m.weight.normal_(0.0, math.sqrt(2.0 / m.in_features), generator=gen)
-                m.bias.zero_()
-    net = net.to(batch.x.device)
-    return run_trial(net, batch, train, steps, eval_samples, sequential=False)
+    """The same trial, ``steps`` in full, on the shallow reference net
+    (``depthlab.probes.stepper.reference_net``): how fast this optimizer, learning rate and
+    data let *any* network learn, against which the network's own trial is read."""
+    return run_trial(
+        reference_net(batch, train, out_dim), batch, train, steps, eval_samples, sequential=False
+    )
 
 
 def run_trial(
@@ -195,21 +157,17 @@ def run_trial(
     eval_samples: int,
     *,
     sequential: bool = False,
-    reference: dict[str, Any] | None = None,
+    reference: ReferenceRun | None = None,
 ) -> dict[str, Any]:
     """Train ``net`` (in place) as the trainer would, feeding the verdict engine each step's
     loss and gradient norm; at most ``steps`` steps, fewer when ``sequential`` and the engine
     is done. The trial's summary, with the engine's decision and what it saw."""
     from depthlab.diagnosis.engine import Curve, Setup, VerdictEngine
-    from depthlab.train.schedule import lr_at, make_optimizer
 
     n = len(batch.x)
-    size = n if train.batch_size == 0 else min(train.batch_size, n)
-    per_epoch = math.ceil(n / size)
     budget = budget_steps(train, n)
-    net.train()
-    params = [q for q in net.parameters() if q.requires_grad]
-    optimizer = make_optimizer(train, params)
+    stepper = Stepper(net, batch, train)
+    size = stepper.size
     ex, ey = batch.x[:eval_samples], batch.y[:eval_samples]
     evaluation = dataclasses.replace(batch, x=ex, y=ey)
     before = _evaluate(net, evaluation)
@@ -224,47 +182,25 @@ def run_trial(
             batch_size=size,
         ),
         baseline_loss=base,
-        reference=Curve(tuple(reference["loss"]), base) if reference else None,
     )
-    generator = torch.Generator().manual_seed(train.seed)
     losses: list[float] = []
     grad_norms: list[float] = []
     diverged: int | None = None
-    order = torch.randperm(n, generator=generator)
     for step in range(steps):
-        i = step % per_epoch
-        if i == 0 and step > 0:
-            order = torch.randperm(n, generator=generator)
-        idx = order[i * size : (i + 1) * size].to(batch.x.device)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(train, step, per_epoch)
-        loss = batch.loss_fn(net(batch.x[idx]), batch.y[idx])
-        value = loss.item()
-        if not math.isfinite(value):
-            diverged = step
-            engine.observe(step, value)
-            break
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grads = [q.grad.detach() for q in params if q.grad is not None]
-        norm = (
-            float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
-            if grads
-            else 0.0
-        )
-        if not math.isfinite(norm):
+        if reference is not None and engine.due(step):
+            # the reference's curve, as far as the engine is about to look
+            engine.reference = Curve(tuple(reference.extend(step + 1)), base)
+        value, norm = stepper.step()
+        if not (math.isfinite(value) and math.isfinite(norm)):
             diverged = step
             engine.observe(step, value, grad_norm=norm)
             break
-        if train.grad_clip > 0:
-            nn.utils.clip_grad_norm_(params, train.grad_clip)
-        optimizer.step()
         losses.append(value)
         grad_norms.append(norm)
         engine.observe(step, value, grad_norm=norm)
         if sequential and engine.done:
             break
-    if diverged is None and not all(bool(torch.isfinite(q).all()) for q in params):
+    if diverged is None and not stepper.finite():
         diverged = len(losses)
     after = _evaluate(net, evaluation) if diverged is None else {}
     after.pop("out_dim", None)

@@ -21,15 +21,21 @@ def _grid_ids() -> list[str]:
 
 def test_the_grid_is_large_and_split_in_two_fixed_halves():
     ids = _grid_ids()
-    assert len(ids) == len(set(ids)) >= 250
+    assert len(ids) == len(set(ids)) >= 600
     halves = [cal.half_of(i) for i in ids]
     assert 0.4 < halves.count("test") / len(ids) < 0.6
     assert halves == [cal.half_of(i) for i in _grid_ids()]  # the same on every call
     specs = [r.spec for s in cal.GRID for r in planned_records(SweepSpec.from_dict(s))]
-    assert max(s["arch"]["depth"] for s in specs) >= 96
-    assert {s["arch"]["family"] for s in specs} == {"mlp", "resmlp", "cnn1d"}
+    assert max(s["arch"]["depth"] for s in specs) >= 32
+    assert {cal.kinds(s)["family"] for s in specs} == {"mlp", "resmlp", "cnn1d", "graph"}
     assert {s["train"]["optimizer"] for s in specs} == {"sgd", "momentum", "adam", "adamw"}
-    assert len({s["data"]["name"] for s in specs}) >= 4
+    assert len({s["data"]["name"] for s in specs}) >= 5
+    # every registered activation and initialisation, and both budgets
+    from depthlab import _registry as reg
+
+    assert {s["arch"]["act"] for s in specs} == set(reg.ACTIVATIONS.names())
+    assert {s["arch"]["init"] for s in specs} == set(reg.INITS.names())
+    assert {cal.kinds(s)["budget"] for s in specs} == set(cal.BUDGETS)
 
 
 class _R:
@@ -46,27 +52,25 @@ def test_runs_of_half_never_hands_out_the_other_half():
         cal.runs_of_half(records, "both")
 
 
-def test_loading_the_tuning_half_reads_no_test_run(tmp_path):
-    """A test run in the tuning file is dropped, and the test file is never opened."""
+def test_loading_the_tuning_half_hands_out_no_test_run(tmp_path):
+    """``labels.jsonl`` holds both halves; ``load_half`` keeps only the one asked for."""
     specs = [r.spec for r in planned_records(SweepSpec.from_dict(cal.GRID[0]))][:30]
-    with SQLiteStore(tmp_path / "runs.db") as store:
-        records = [RunRecord.pending(f"h{k}", s, 0) for k, s in enumerate(specs)]
-        store.add_pending(records)
-        for r in records:
-            claimed = store.claim(r.run_id, host="h")
-            done = dataclasses.replace(
-                claimed, state=RunState.COMPLETE, metrics={"test_accuracy": 0.4}, seconds=1.0
-            )
-            store.finish(done)
-        ids = [r.run_id for r in store.runs()]
-    refs = {f"reference-{d}-adam": {"test_accuracy": 0.9} for d in cal.DATASETS}
+    refs = {
+        f"reference-{d}-{b}-adam": {"test_accuracy": 0.9} for d in cal.DATASETS for b in cal.BUDGETS
+    }
     (tmp_path / "references.json").write_text(json.dumps(refs))
-    lines = [json.dumps({"run_id": i, "diagnosis": {}, "seconds": 0.1}) for i in ids]
-    (tmp_path / "diagnoses-tuning.jsonl").write_text("\n".join(lines))
-    (tmp_path / "diagnoses-test.jsonl").write_text("not json: opening this file is a leak")
+    ids = [f"h{k}-s0" for k in range(len(specs))]
+    lines = [
+        json.dumps({"run_id": i, "spec": s, "state": "COMPLETE", "test_accuracy": 0.4,
+                    "loss": [2.0], "grad_norm": [1.0], "steps": 1, "seconds": 0.1})
+        for i, s in zip(ids, specs, strict=True)
+    ]  # fmt: skip
+    (tmp_path / "labels.jsonl").write_text("\n".join(lines))
     rows = cal.load_half(tmp_path, "tuning")
     assert rows and all(cal.half_of(r["run_id"]) == "tuning" for r in rows)
     assert len(rows) == sum(cal.half_of(i) == "tuning" for i in ids) < len(ids)
+    with pytest.raises(DepthlabError, match="choices: tuning, test"):
+        cal.load_half(tmp_path, "both")
 
 
 def test_scores_against_independent_computations():

@@ -92,7 +92,8 @@ def test_fit_replay_and_scores_on_separable_curves(fake: Path) -> None:
 def test_thresholds_reach_the_stated_precision_on_what_they_were_chosen_on() -> None:
     rng = np.random.default_rng(3)
     progress = [1.0 if rng.random() < 0.5 else 0.0 for _ in range(200)]
-    p = np.array([[min(1, max(0, g * 0.6 + 0.2 + 0.25 * rng.standard_normal()))] * 5 for g in progress])
+    noisy = [min(1, max(0, g * 0.6 + 0.2 + 0.25 * rng.standard_normal())) for g in progress]
+    p = np.array([[q] * 5 for q in noisy])
     cuts = tu.thresholds(p, progress)
     lo, hi = cuts[0]
     yes = [g >= 0.5 for q, g in zip(p[:, 0], progress, strict=True) if q >= hi]

@@ -151,32 +151,40 @@ def test_the_calibrated_model_decides_and_says_whose_evidence(monkeypatch):
     from depthlab.diagnosis import calibrated, verdict
 
     model = {
-        "intercept": 0.0,
-        "coefficients": {
-            "trial_below_baseline": (0.0, 0.1, 4.0),
-            "signal_scale": (0.0, 1.0, -0.1),
+        "p": {
+            "intercept": 0.0,
+            "coefficients": {"below": (0.0, 0.1, 4.0), "signal_scale": (0.0, 1.0, -0.1)},
         },
+        "progress": {"intercept": 0.5, "coefficients": {"below": (0.0, 1.0, 1.0)}},
+        "progress_error": [-0.1, 0.2],
     }
-    monkeypatch.setattr(calibrated, "MODELS", {"adaptive/full": model})
+    monkeypatch.setattr(calibrated, "CURVE_MODELS", [model] * 5)
+    monkeypatch.setattr(calibrated, "THRESHOLDS", [[0.1, 0.9]] * 5)
     signal = {"second_moment_ratio": 1e-6, "layers": []}  # a vanishing-signal rule fires
     trial = {
         "diverged": False,
         "improvement": 0.5,
+        "progress": 0.4,
         "loss_after_ratio": 0.6,
-        "loss_before": 1.0,
-        "loss_after": 0.6,
         "baseline_loss": 1.0,
-        "accuracy_before": 0.1,
-        "accuracy_after": 0.5,
+        "steps": 40,
+        "decided_at": 40,
+        "budget_steps": 1000,
+        "features": {"below": 0.4},
     }
     a = verdict.assess({"signal": signal, "trial": trial}, {"optimizer": "adam", "lr": 1e-3})
-    # logit = 4 · 0.4 / 0.1 − 0.1 · 6 = 15.4: the trial outweighs the rule
+    # logit = 4 · 0.4 / 0.1 − 0.1 · 6 = 15.4: the curve outweighs the rule
     assert a.p_trains == pytest.approx(1 / (1 + math.exp(-15.4)))
     assert a.verdict == "trainable" and a.decided_by == "trial"
+    assert a.predicted_progress == pytest.approx(0.9)
+    assert a.progress_interval == pytest.approx((0.8, 1.1))
     assert "vanishing signal" in {f.verdict for f in a.findings}  # kept as a warning
-    stuck = {**trial, "loss_after_ratio": 1.0, "loss_after": 1.0}
+    stuck = {**trial, "loss_after_ratio": 1.0, "progress": 0.0, "features": {"below": -0.1}}
     b = verdict.assess({"signal": signal, "trial": stuck}, {"optimizer": "adam", "lr": 1e-3})
-    assert b.p_trains < 0.5 and b.verdict == "vanishing signal"
+    assert b.p_trains < 0.1 and b.verdict == "vanishing signal"
+    unsure = {**trial, "features": {"below": 0.0}}
+    u = verdict.assess({"trial": unsure}, {"optimizer": "adam", "lr": 1e-3})
+    assert u.verdict == "undecided" and u.p_trains == pytest.approx(0.5)
     diverged = {
         **trial,
         "diverged": True,
