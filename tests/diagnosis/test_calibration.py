@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 
@@ -11,7 +10,6 @@ import scipy.stats
 
 from depthlab.diagnosis import calibration as cal
 from depthlab.exceptions import DepthlabError
-from depthlab.store import RunRecord, RunState, SQLiteStore
 from depthlab.sweep import SweepSpec, planned_records
 
 
