@@ -114,10 +114,8 @@ def tune(out: Path) -> None:
     models, cuts, errors = pipeline(rows, table, USE_THEORY)
     theory_rows = [r for r in rows if r.get("theory")]
     theory_model = _theory_model(theory_rows)
-    for c, (m, (lo, hi)) in enumerate(zip(models, cuts, strict=True)):
+    for c, (lo, hi) in enumerate(cuts):
         print(f"  checkpoint {c}: thresholds ({lo:.3f}, {hi:.3f}), progress error {errors[c]}")
-        for name, (_, _, w) in sorted(m["p"]["coefficients"].items(), key=lambda t: -abs(t[1][2])):
-            print(f"      {name:16s} {w:+.3f}")
     _write_calibrated(models, cuts, theory_model, len(rows))
 
 

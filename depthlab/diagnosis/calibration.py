@@ -343,8 +343,8 @@ def baseline_of(y: Any, n_classes: int) -> float:
 
 
 def _dataset_facts(data_spec: Mapping[str, Any]) -> dict[str, float]:
-    """Chance accuracy (majority class of the test split) and the constant predictor's
-    training loss of a dataset."""
+    """Chance accuracy (majority class of the test split), the constant predictor's training
+    loss and the training samples (0 for a graph, trained full batch) of a dataset."""
     from depthlab.data import load_data
     from depthlab.spec import DataSpec
 
@@ -358,6 +358,8 @@ def _dataset_facts(data_spec: Mapping[str, Any]) -> dict[str, float]:
     return {
         "chance": chance_accuracy(y_test),
         "baseline": baseline_of(y_train, data.n_classes),
+        # a graph trains full batch: one step per epoch
+        "n_train": 0 if mask is not None else len(data.y_train),
     }
 
 
@@ -398,9 +400,15 @@ def load_labels(
             return 0.0 if state == "DIVERGED" else progress(acc, chance, ref)
 
         p = prog(entry["state"], entry.get("test_accuracy", math.nan))
+        n_train = int(known[dataset].get("n_train", 0))
+        train = spec["train"]
+        per_epoch = (
+            math.ceil(n_train / min(int(train["batch_size"]) or n_train, n_train)) if n_train else 1
+        )
         row = {
             **entry,
             **kind,
+            "budget_steps": int(train["epochs"]) * per_epoch,
             "baseline": base,
             "reference_curve": (curves.get(setup_key(spec)) or {}).get("loss"),
             "progress": p,

@@ -317,23 +317,30 @@ def judge_features(
     from the curve's features at ``step`` (and the theory probes' features when the calibrated
     models use them)."""
     from depthlab.diagnosis import calibrated
-    from depthlab.diagnosis.evidence import linear, logistic
+    from depthlab.diagnosis.evidence import probability_of, value_of
     from depthlab.diagnosis.verdict import theory_features
 
     k = checkpoint_index(step, budget)
     merged = {**theory_features(theory or {}, setup), **feats}
     if not feats:
         model = calibrated.THEORY_MODEL
-        p, _ = logistic(model, merged) if model else (0.5, 0.0)
+        p, _ = probability_of(model, merged) if model else (0.5, 0.0)
         return {"p_trains": p, "predicted_progress": p, "interval": (0.0, 1.0),
                 "parts": {"theory": _logit(p)}, "checkpoint": k}  # fmt: skip
     model = calibrated.CURVE_MODELS[k]
-    p, logit = logistic(model["p"], merged)
+    p, logit = probability_of(model["p"], merged)
     parts = {"curve": 0.0, "theory": 0.0}
-    for name, (mean, scale, weight) in model["p"]["coefficients"].items():
-        part = "theory" if name in THEORY_FEATURES else "curve"
-        parts[part] += weight * (merged.get(name, mean) - mean) / scale
-    point = min(max(linear(model["progress"], merged), PROGRESS_RANGE[0]), PROGRESS_RANGE[1])
+    if model["p"].get("kind") == "trees":
+        # a tree ensemble is not a sum over features: the curve's share is the whole log-odds
+        # when no theory feature is among its inputs
+        uses_theory = any(n in THEORY_FEATURES for n in model["p"]["names"])
+        parts["theory" if uses_theory and not feats else "curve"] = logit
+    else:
+        for name, (mean, scale, weight) in model["p"]["coefficients"].items():
+            part = "theory" if name in THEORY_FEATURES else "curve"
+            parts[part] += weight * (merged.get(name, mean) - mean) / scale
+    point = value_of(model["progress"], merged)
+    point = min(max(point, PROGRESS_RANGE[0]), PROGRESS_RANGE[1])
     lo_err, hi_err = model["progress_error"]
     interval = (max(PROGRESS_RANGE[0], point + lo_err), min(PROGRESS_RANGE[1], point + hi_err))
     interval = (min(interval[0], point), max(interval[1], point))

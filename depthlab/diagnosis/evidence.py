@@ -23,6 +23,8 @@ feature             definition
                     (``depthlab.diagnosis.curves``) expect at the budget T
 ``ref_below``       the reference net's ``below`` after as many steps
 ``behind``          ``ref_below − below``: how far the run trails the reference
+``relative``        ``below / ref_below``: the run's fall as a fraction of the reference's
+``relative_ext…``   ``extrapolated / ref_below``
 ``adaptive``        1 for Adam-family optimizers, 0 for the SGD family
 ``log10_lr``        log₁₀ of the learning rate
 =================== ==========================================================================
@@ -94,8 +96,21 @@ def curve_features(
         if len(r):
             _, r_last = _ends(r)
             out["ref_below"] = _clip(1.0 - r_last / b, -2.0, 1.0)
-            out["behind"] = _clip(out["ref_below"] - out["below"], -2.0, 2.0)
-    return out
+    return derived(out)
+
+
+def derived(feats: dict[str, float]) -> dict[str, float]:
+    """The features read against the reference's: ``behind``, ``relative`` (``below`` /
+    ``ref_below``) and ``relative_extrapolated`` (``extrapolated`` / ``ref_below``), the
+    reference's fall floored at 0.05 of the constant predictor's loss."""
+    ref = feats.get("ref_below")
+    if ref is None or "below" not in feats:
+        return feats
+    floor = max(ref, 0.05)
+    feats["behind"] = _clip(ref - feats["below"], -2.0, 2.0)
+    feats["relative"] = _clip(feats["below"] / floor, -2.0, 3.0)
+    feats["relative_extrapolated"] = _clip(feats.get("extrapolated", feats["below"]) / floor, -2, 3)
+    return feats
 
 
 def _ends(y: np.ndarray) -> tuple[float, float]:
@@ -141,3 +156,32 @@ def linear(model: Mapping[str, Any], feats: Mapping[str, float]) -> float:
     for name, (mean, scale, weight) in model["coefficients"].items():
         value += weight * (feats.get(name, mean) - mean) / scale
     return value
+
+
+def ensemble(model: Mapping[str, Any], feats: Mapping[str, float]) -> float:
+    """The raw value of a stored gradient-boosted tree ensemble (Friedman 2001): ``init`` plus
+    ``rate`` × the sum of the trees' leaf values; a log-odds for P(trains), the value itself
+    for progress. ``names``/``fill``: the features in order and the value a missing one takes
+    (its tuning mean); each tree is (feature index, threshold, left, right, value) per node,
+    a leaf where left is −1, going left when x[feature] ≤ threshold."""
+    x = [feats.get(n, fill) for n, fill in zip(model["names"], model["fill"], strict=True)]
+    total = 0.0
+    for feature, threshold, left, right, value in model["trees"]:
+        node = 0
+        while left[node] != -1:
+            node = left[node] if x[feature[node]] <= threshold[node] else right[node]
+        total += value[node]
+    return float(model["init"]) + float(model["rate"]) * total
+
+
+def probability_of(model: Mapping[str, Any], feats: Mapping[str, float]) -> tuple[float, float]:
+    """P and its log-odds from a stored model of either kind (logistic or trees)."""
+    if model.get("kind") == "trees":
+        raw = ensemble(model, feats)
+        return 1.0 / (1.0 + math.exp(-max(min(raw, 40.0), -40.0))), raw
+    return logistic(model, feats)
+
+
+def value_of(model: Mapping[str, Any], feats: Mapping[str, float]) -> float:
+    """The value of a stored regression model of either kind (linear or trees)."""
+    return ensemble(model, feats) if model.get("kind") == "trees" else linear(model, feats)

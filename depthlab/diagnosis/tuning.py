@@ -30,11 +30,12 @@ from depthlab._stats import spearman
 from depthlab.diagnosis.calibration import TRAINS_AT, label
 
 #: Precision each decided answer must reach on the tuning half's cross-validated predictions.
-PRECISION = {"trainable": 0.985, "won't train": 0.97}
+PRECISION = {"trainable": 0.99, "won't train": 0.985}
 #: Curve features the models read (theory features are added when ``theory=True``).
 CURVE = (
     "log_fraction", "below", "drop", "slope", "start", "spike", "noise", "grad_growth",
-    "extrapolated", "ref_below", "behind", "adaptive", "log10_lr",
+    "extrapolated", "ref_below", "behind", "relative", "relative_extrapolated", "adaptive",
+    "log10_lr",
 )  # fmt: skip
 THEORY = ("signal_scale", "gradient_scale", "depth_over_xi")
 
@@ -50,7 +51,7 @@ def prefix_features(row: Mapping[str, Any], steps: int, *, fit: bool = True) -> 
     diverged_step = row.get("diverged_step")
     if (diverged_step is not None and diverged_step < steps) or not all(map(math.isfinite, loss)):
         return {"diverged": 1.0}
-    budget = int(row.get("budget_steps") or budget_of(row))
+    budget = budget_of(row)
     return curve_features(
         loss,
         steps=steps,
@@ -66,6 +67,8 @@ def prefix_features(row: Mapping[str, Any], steps: int, *, fit: bool = True) -> 
 
 def budget_of(row: Mapping[str, Any]) -> int:
     """A run's planned optimizer steps (a diverged run stopped before them)."""
+    if row.get("budget_steps"):
+        return int(row["budget_steps"])
     if row.get("state") == "COMPLETE":
         return int(row["steps"])
     spec = row["spec"]
@@ -110,11 +113,48 @@ def _standardise(x: Any) -> tuple[Any, Any]:
 C = 0.3
 
 
+#: The model kind :func:`fit_checkpoint` fits: ``trees`` (gradient-boosted) or ``linear``.
+KIND = "trees"
+#: Gradient boosting's settings (sklearn's names).
+TREES = {"n_estimators": 150, "max_depth": 3, "learning_rate": 0.05, "subsample": 0.8}
+
+
+def _pack_trees(est: Any, names: Sequence[str], fill: Any, x0: Any) -> dict[str, Any]:
+    """A fitted sklearn gradient-boosting model as plain data (``evidence.ensemble`` reads it)."""
+    trees = []
+    total = 0.0
+    for stage in est.estimators_[:, 0]:
+        t = stage.tree_
+        trees.append(
+            [
+                [int(v) for v in t.feature],
+                [float(v) for v in t.threshold],
+                [int(v) for v in t.children_left],
+                [int(v) for v in t.children_right],
+                [float(v) for v in t.value[:, 0, 0]],
+            ]
+        )
+        total += float(stage.predict(x0)[0])
+    raw = est.decision_function(x0)[0] if hasattr(est, "decision_function") else est.predict(x0)[0]
+    rate = float(est.learning_rate)
+    return {
+        "kind": "trees",
+        "names": list(names),
+        "fill": [float(v) for v in fill],
+        "init": float(raw) - rate * total,
+        "rate": rate,
+        "trees": trees,
+    }
+
+
 def fit_checkpoint(
     feats: Sequence[Mapping[str, float]], progress: Sequence[float], names: Sequence[str]
 ) -> dict[str, Any]:
     """The P(trains) and progress models of one checkpoint, from clear-labelled rows (P) and
-    every row (progress)."""
+    every row (progress): gradient-boosted trees (:data:`KIND` ``trees``), or a logistic and
+    a ridge model on standardised features (``linear``)."""
+    if KIND == "trees":
+        return _fit_trees(feats, progress, names)
     from sklearn.linear_model import LogisticRegression, Ridge
 
     from depthlab.diagnosis.engine import PROGRESS_RANGE
@@ -141,6 +181,28 @@ def fit_checkpoint(
         }
 
     return {"p": pack(clf.intercept_[0], clf.coef_[0]), "progress": pack(reg.intercept_, reg.coef_)}
+
+
+def _fit_trees(
+    feats: Sequence[Mapping[str, float]], progress: Sequence[float], names: Sequence[str]
+) -> dict[str, Any]:
+    from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
+
+    from depthlab.diagnosis.engine import PROGRESS_RANGE
+
+    names = [n for n in names if any(n in f for f in feats)]
+    fill = np.array([np.mean([f[n] for f in feats if n in f]) for n in names])
+    x = _matrix(feats, names, fill)
+    labels = [label(p) for p in progress]
+    clear = np.array([t is not None for t in labels])
+    y = np.array([bool(t) for t in labels])
+    clf = GradientBoostingClassifier(random_state=0, **TREES).fit(x[clear], y[clear])
+    target = np.clip(np.asarray(progress, dtype=float), *PROGRESS_RANGE)
+    reg = GradientBoostingRegressor(random_state=0, loss="huber", **TREES).fit(x, target)
+    return {
+        "p": _pack_trees(clf, names, fill, x[:1]),
+        "progress": _pack_trees(reg, names, fill, x[:1]),
+    }
 
 
 def cross_predict(
@@ -202,12 +264,12 @@ def predict(
 ) -> tuple[float, float]:
     """P(trains) and predicted progress at checkpoint ``c`` (a diverged prefix: 0 and 0)."""
     from depthlab.diagnosis.engine import PROGRESS_RANGE
-    from depthlab.diagnosis.evidence import linear, logistic
+    from depthlab.diagnosis.evidence import probability_of, value_of
 
     if "diverged" in feats:
         return 0.0, 0.0
-    p, _ = logistic(models[c]["p"], feats)
-    g = min(max(linear(models[c]["progress"], feats), PROGRESS_RANGE[0]), PROGRESS_RANGE[1])
+    p, _ = probability_of(models[c]["p"], feats)
+    g = min(max(value_of(models[c]["progress"], feats), PROGRESS_RANGE[0]), PROGRESS_RANGE[1])
     return p, g
 
 

@@ -33,12 +33,14 @@ that turns NaN/inf is *diverges* and sets P(trains) to 0; no progress toward the
 predictor is *no progress*.
 
 ``p_trains`` — the probability that the network gets at least halfway from chance to a shallow
-reference net within the budget — comes from a logistic model per optimizer family (SGD family:
-sgd, momentum; adaptive: adam, adamw) over trial and theory features, fitted on the tuning half
-of ``bench/verdict_calibration.py`` and stored in ``depthlab.diagnosis.calibrated``. The verdict
-is ``trainable`` when p_trains ≥ 0.5; otherwise the first rule or trial finding in ``ORDER``
-names the cause (``won't train in budget`` when none fired). Without the trial (a probe list
-that leaves it out) the rules alone give the verdict and p_trains is the theory-only model's.
+reference net within the budget — and ``predicted_progress`` come from the verdict engine
+(``depthlab.diagnosis.engine``), which read the trial's curve at checkpoints of the budget with
+models fitted on the tuning half of ``bench/verdict_calibration.py`` (stored in
+``depthlab.diagnosis.calibrated``). The verdict is ``trainable`` when p_trains is at or above
+the checkpoint's upper threshold, ``undecided`` between the thresholds; below, the first rule
+or trial finding in ``ORDER`` names the cause (``won't train in budget`` when none fired).
+Without the trial (a probe list that leaves it out) the rules alone give the verdict and
+p_trains is the theory-only model's.
 ``decided_by`` says whose evidence moved p_trains most: ``trial`` or ``theory``. Rules that
 fire on a network predicted to train stay in ``findings`` as warnings.
 """
@@ -404,7 +406,7 @@ def probability(
     trial stopped, else the theory-only model."""
     from depthlab.diagnosis import calibrated
     from depthlab.diagnosis.engine import judge_features
-    from depthlab.diagnosis.evidence import logistic
+    from depthlab.diagnosis.evidence import probability_of
 
     trial = results.get("trial") or {}
     if trial.get("diverged"):
@@ -429,7 +431,7 @@ def probability(
     model = calibrated.THEORY_MODEL
     if not model:
         return None, {}
-    p, logit = logistic(model, features(results, setup))
+    p, logit = probability_of(model, features(results, setup))
     return p, {"trial": 0.0, "theory": logit}
 
 
