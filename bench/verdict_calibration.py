@@ -135,23 +135,35 @@ def _theory_model(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return fitted["p"]
 
 
+def _round(x: Any) -> Any:
+    """Floats to 6 significant digits (the stored models' precision), recursively."""
+    if isinstance(x, float):
+        return float(f"{x:.6g}")
+    if isinstance(x, list | tuple):
+        return [_round(v) for v in x]
+    if isinstance(x, dict):
+        return {k: _round(v) for k, v in x.items()}
+    return x
+
+
 def _write_calibrated(
     models: list[dict[str, Any]], cuts: list[tuple[float, float]], theory: Any, n: int
 ) -> None:
-    path = Path(__file__).resolve().parent.parent / "depthlab" / "diagnosis" / "calibrated.py"
-    text = path.read_text()
-    head = text.split("#: BEGIN FITTED")[0]
-    body = (
-        "#: BEGIN FITTED (written by bench/verdict_calibration.py tune)\n"
-        f"CURVE_MODELS: list[dict[str, Any]] = {json.dumps(models, indent=4, sort_keys=True)}\n"
-        "#: Per checkpoint, (lo, hi): P ≤ lo decides won't train, P ≥ hi trainable.\n"
-        f"THRESHOLDS: list[list[float]] = {json.dumps([list(c) for c in cuts], indent=4)}\n"
-        f"THEORY_MODEL: dict[str, Any] = {json.dumps(theory, indent=4, sort_keys=True)}\n"
-        "#: Labelled tuning-half runs the models were fitted on.\n"
-        f"TUNING_RUNS = {n}\n"
-    )
-    body = body.replace("NaN", "float('nan')")
-    path.write_text(head + body)
+    """``depthlab/diagnosis/calibrated.json``: the pooled models once, the per-checkpoint
+    progress errors and thresholds, the theory-only model."""
+    path = Path(__file__).resolve().parent.parent / "depthlab" / "diagnosis" / "calibrated.json"
+    first = models[0]
+    if any(m["p"] != first["p"] or m["progress"] != first["progress"] for m in models):
+        raise SystemExit("calibrated.json stores pooled models only (one model for all)")
+    data = {
+        "p": _round(first["p"]),
+        "progress": _round(first["progress"]),
+        "progress_error": [_round(m["progress_error"]) for m in models],
+        "thresholds": [_round(list(c)) for c in cuts],
+        "theory": _round(theory),
+        "tuning_runs": n,
+    }
+    path.write_text(json.dumps(data, separators=(",", ":")) + "\n")
     print(f"wrote {path}")
 
 
