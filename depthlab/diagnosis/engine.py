@@ -133,6 +133,7 @@ class VerdictEngine:
         self._grad_norms: list[float] = []
         self.looked: list[dict[str, Any]] = []
         self._diverged_at: int | None = None
+        self._features: tuple[tuple[int, int], dict[str, float]] | None = None
         self._decision = self._judge(step=0)
 
     # ------------------------------------------------------------------ feeding
@@ -198,7 +199,10 @@ class VerdictEngine:
         if not self._losses:
             return {}
         ref = self.reference.losses if self.reference and self.reference.losses else None
-        return curve_features(
+        key = (self._seen, len(ref) if ref else 0)
+        if self._features is not None and self._features[0] == key:
+            return dict(self._features[1])  # the fits are the costly part: once per look
+        feats = curve_features(
             self._losses,
             steps=self._seen,
             budget=max(int(self.setup.budget_steps), 1),
@@ -209,6 +213,8 @@ class VerdictEngine:
             optimizer=self.setup.optimizer,
             lr=self.setup.lr,
         )
+        self._features = (key, feats)
+        return dict(feats)
 
     def summary(self) -> dict[str, Any]:
         """The curve so far as the verdict's rules read a trial (``progress``,
