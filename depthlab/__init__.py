@@ -6,8 +6,7 @@ make deep networks trainable, and measure them with principled probes.
 
 from importlib import metadata as _metadata
 
-from depthlab import data, layers, models, probes, train  # noqa: F401  (fills the registries)
-from depthlab import loggers
+from depthlab import data, layers, loggers, models, probes, train  # noqa: F401  (fills the registries)
 from depthlab.data import Dataset, load_data, register_dataset
 from depthlab.exceptions import (
     DataError,

@@ -153,7 +153,9 @@ def _sweep_spec(sweep: Any) -> Any:
     if isinstance(sweep, SweepSpec):
         return sweep
     if not Path(sweep).is_file():
-        raise DepthlabError(f"no sweep file {str(sweep)!r} (the sweep's YAML file selects its runs)")
+        raise DepthlabError(
+            f"no sweep file {str(sweep)!r} (the sweep's YAML file selects its runs)"
+        )
     return SweepSpec.load(sweep)
 
 
@@ -200,8 +202,10 @@ def axis_columns(records: Sequence[RunRecord]) -> list[str]:
             path = part.partition("=")[0]
             if "=" in part and path in valid and path not in axes:
                 axes.append(path)
-    flats = [_flatten({s: r.spec.get(s) for s in _SECTIONS if isinstance(r.spec.get(s), dict)})
-             for r in records]
+    flats = [
+        _flatten({s: r.spec.get(s) for s in _SECTIONS if isinstance(r.spec.get(s), dict)})
+        for r in records
+    ]
     for path in dict.fromkeys(p for flat in flats for p in flat):
         if path in axes or path not in valid:
             continue
@@ -222,9 +226,7 @@ def _row(record: RunRecord, axes: Sequence[str]) -> dict[str, Any]:
         for key in ("verdict", "p_trains", "decided_by"):
             row[key] = diagnosis.get(key)
     row.update(record.metrics)
-    row.update(
-        seconds=record.seconds, attempt=record.attempt, host=record.host, error=record.error
-    )
+    row.update(seconds=record.seconds, attempt=record.attempt, host=record.host, error=record.error)
     for name, result in record.probes.items():
         if name == "diagnose" and isinstance(result, dict):
             # a diagnosis lists the probes it ran; each one's result sits under its name

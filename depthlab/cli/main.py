@@ -476,7 +476,10 @@ def sweep(
                     from depthlab.sweep.tensorboard import export_runs
 
                     export_runs(
-                        sweep_records(runs_db, spec), tensorboard, list(spec.axes), missing_only=True
+                        sweep_records(runs_db, spec),
+                        tensorboard,
+                        list(spec.axes),
+                        missing_only=True,
                     )
             except KeyboardInterrupt:
                 done = sum(1 for r in runs_db.runs() if r.is_terminal)
