@@ -119,6 +119,46 @@ def test_a_users_logger_gets_hparams_every_epoch_and_the_result(tmp_path: Path) 
     assert lines[-1] == {"state": "COMPLETE", "final": result.metrics}
 
 
+class MLflow:
+    """The README's MLflow logger, as printed there."""
+
+    def start(self, hparams: Mapping[str, object]) -> None:
+        import mlflow
+
+        mlflow.start_run()
+        mlflow.log_params(hparams)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        import mlflow
+
+        mlflow.log_metrics(dict(metrics), step=step)
+
+    def finish(self, metrics: Mapping[str, float], state: str) -> None:
+        import mlflow
+
+        mlflow.log_metrics({f"final_{k}": v for k, v in metrics.items()})
+        mlflow.set_tag("state", state)
+        mlflow.end_run()
+
+
+def test_the_readme_mlflow_logger_against_a_file_store(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    mlflow = pytest.importorskip("mlflow")
+    uri = (tmp_path / "mlruns").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # the file store, kept for tests
+    result = dl.run(_spec(), loggers=[MLflow()])
+    client = mlflow.tracking.MlflowClient(uri)
+    (run,) = client.search_runs(experiment_ids=["0"])
+    assert run.data.params["train.lr"] == "0.05" and run.data.params["arch.act"] == "relu"
+    assert run.data.tags["state"] == "COMPLETE"
+    history = client.get_metric_history(run.info.run_id, "train_loss")
+    assert [m.step for m in history] == [1, 2, 3, 4]
+    want = [row["train_loss"] for row in result.history]
+    assert [m.value for m in history] == pytest.approx(want)
+    final = run.data.metrics["final_test_accuracy"]
+    assert final == pytest.approx(result.metrics["test_accuracy"])
+
+
 def test_something_that_is_not_a_logger_is_refused(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="start, log_metrics and finish"):
         dl.run(_spec(), loggers=[object()])  # type: ignore[list-item]
