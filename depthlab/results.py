@@ -167,7 +167,11 @@ def _records(store: AbstractStore, sweep: Any, state: RunState | str | None) -> 
     else:
         records = store.runs()
     if state is not None:
-        records = [r for r in records if r.state is RunState(state)]
+        valid = [s.value for s in RunState]
+        if str(getattr(state, "value", state)).upper() not in valid:
+            raise DepthlabError(f"unknown state {state!r}; choices: {', '.join(valid)}")
+        wanted = RunState(str(getattr(state, "value", state)).upper())
+        records = [r for r in records if r.state is wanted]
     return records
 
 
@@ -185,8 +189,8 @@ def runs_table(records: Sequence[RunRecord], *, axes: Sequence[str] | None = Non
     probes = [p for p in probes if any(row.get(p) is not None for row in rows)]
     verdict = [c for c in _VERDICT if any(c in row for row in rows)]
     columns = (*_HEAD, *axes, "seed", "state", *verdict, *metrics, *_TAIL, *probes)
-    for path in axes:
-        _one_type(rows, path)
+    for column in columns:
+        _one_type(rows, column)
     return Runs(tuple(columns), tuple(rows), tuple(records))
 
 
@@ -295,12 +299,19 @@ def _chance(data_key: str) -> float | None:
 
 
 def _one_type(rows: list[dict[str, Any]], column: str) -> None:
-    """A column holding text and numbers becomes all text, so parquet and polars can type it."""
+    """One type per column, so parquet and polars can type it: text and numbers mixed become
+    all text, integers among floats become floats."""
     values = [row.get(column) for row in rows if row.get(column) is not None]
     if any(isinstance(v, str) for v in values) and not all(isinstance(v, str) for v in values):
         for row in rows:
             if row.get(column) is not None:
                 row[column] = _canon(row[column])
+    elif any(isinstance(v, float) for v in values) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in values
+    ):
+        for row in rows:
+            if row.get(column) is not None:
+                row[column] = float(row[column])
 
 
 def _scalar(value: Any) -> bool:

@@ -273,3 +273,62 @@ def test_sweep_tensorboard_has_a_run_per_directory_with_hparams(swept: Path) -> 
         else:  # a diverged run has no final metrics: its curve stops where it diverged
             assert not record.metrics
             assert not [t for t in acc.Tags()["scalars"] if t.startswith("final/")]
+
+
+def _record(name: str, width: object, lr: float, seed: int, state: str = "COMPLETE"):  # type: ignore[no-untyped-def]
+    spec = {
+        "name": name,
+        "arch": {"family": "mlp", "depth": 2, "width": width},
+        "data": {"name": "iris", "seed": 0},
+        "train": {"lr": lr, "seed": seed},
+    }
+    return dl.store.RunRecord(
+        run_id=f"{name}-s{seed}",
+        spec_hash=name,
+        spec=spec,
+        seed=seed,
+        state=RunState(state),
+        metrics={"train_loss": 0.5} if state == "COMPLETE" else {},
+        probes={"optimality": {"gap": 1e-3, "certified": True, "layers": [1.0, 2.0]}},
+    )
+
+
+def test_axes_come_from_names_and_differences_and_each_column_has_one_type(
+    tmp_path: Path,
+) -> None:
+    records = [
+        _record("arch.width=16,seed=0", 16, 1, 0),
+        _record("arch.width=[16,8],seed=0", [16, 8], 0.5, 0),
+        _record("arch.width=16,seed=1", 16, 1, 1, "DIVERGED"),
+    ]
+    runs = dl.results.runs_table(records)
+    # arch.width from the names; train.lr because it differs; train.seed is the seed column
+    assert runs.columns[2:5] == ("arch.width", "train.lr", "seed")
+    assert [r["arch.width"] for r in runs] == ["16", "[16,8]", "16"]  # one type: text
+    assert [r["train.lr"] for r in runs] == [1.0, 0.5, 1.0]
+    assert all(type(r["train.lr"]) is float for r in runs)
+    assert (
+        "probes.optimality.gap" in runs.columns and "probes.optimality.layers" not in runs.columns
+    )
+    assert "verdict" not in runs.columns  # nothing was diagnosed
+    runs.write_parquet(tmp_path / "r.pq")
+    assert pd.read_parquet(tmp_path / "r.pq")["arch.width"].tolist() == ["16", "[16,8]", "16"]
+    pl = pytest.importorskip("polars")
+    assert pl.DataFrame(runs.to_dicts())["train.lr"].dtype == pl.Float64
+    assert runs.to_polars()["arch.width"].to_list() == ["16", "[16,8]", "16"]
+    with pytest.raises(dl.DepthlabError, match="unknown state 'done'; choices: PENDING"):
+        dl.load_runs(_store(tmp_path, records), state="done")
+    assert len(dl.load_runs(_store(tmp_path, records), state="diverged")) == 1
+
+
+def _store(tmp_path: Path, records: list) -> Path:  # type: ignore[type-arg]
+    path = tmp_path / "s.db"
+    if not path.exists():
+        with SQLiteStore(path) as store:
+            store.add_pending(
+                dl.store.RunRecord.pending(r.spec_hash, r.spec, r.seed) for r in records
+            )
+            for r in records:
+                store.claim(r.run_id, "here")
+                store.finish(r)
+    return path
