@@ -64,6 +64,9 @@ LOW_HOMOPHILY = 0.2
 #: The verdicts this module can give (the verdict's ``ORDER`` places them).
 GRAPH_VERDICTS = ("oversmoothing", "heterophily")
 
+#: depthlab's graph families (run-file edits stay among them).
+GRAPH_FAMILIES = ("gcn", "sage", "gin", "gat", "dagnn", "graph_transformer", "sheaf")
+
 #: Message-passing layers that average a node with its neighbours through one shared map, which
 #: assumes neighbours share the node's class: depthlab's gcn, gin, gat and DAGNN's propagation,
 #: and PyG's convolutions of the same kind (by class name).
@@ -201,9 +204,12 @@ def heterophily(results: Mapping[str, Any]) -> str | None:
 
 
 def graph_fixes(verdict: str, spec: Any) -> list[dict[str, Any]]:
-    """Run-file edits for a graph verdict (``depthlab.diagnosis.advice.candidate_fixes``)."""
+    """Run-file edits for a graph verdict (``depthlab.diagnosis.advice.candidate_fixes``); none
+    for a family that is not a graph network (the graph rules never fire there)."""
     arch = spec.arch
     edits: list[dict[str, Any]] = []
+    if arch.family not in GRAPH_FAMILIES:
+        return edits
     if verdict == "oversmoothing":
         if arch.family in ("gcn", "sage", "gin", "gat") and arch.initial_residual == 0:
             edits.append({"arch.initial_residual": 0.1})

@@ -154,3 +154,9 @@ def test_oversmoothing_fixes_are_graph_edits():
         {"arch.family": "dagnn"},
     ]
     assert candidate_fixes("heterophily", spec)[0] == {"arch.family": "sheaf", "arch.stalk_dim": 2}
+
+
+def test_graph_fixes_stay_among_graph_families():
+    mlp = RunSpec.from_dict({"arch": {"family": "mlp", "depth": 8, "width": 32}})
+    for verdict in ("oversmoothing", "heterophily"):
+        assert all("arch.family" not in e for e in candidate_fixes(verdict, mlp))
