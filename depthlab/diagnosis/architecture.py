@@ -74,7 +74,7 @@ def _holds_graph(model: nn.Module) -> bool:
 
 def graph_layers(model: nn.Module) -> list[str]:
     """Class names of a graph network's message-passing layers (module docstring)."""
-    names = set()
+    names: set[str] = set()
     layers = getattr(model, "layers", None)
     if isinstance(layers, nn.ModuleList):
         names.update(type(m).__name__ for m in layers)

@@ -150,7 +150,7 @@ def oversmoothing(results: Mapping[str, Any]) -> dict[str, Any] | None:
     maps = _maps(smooth)
     evidence = (
         f"node representations are indistinguishable from message-passing layer {at} of "
-        f"{depth} on (MAD < {MAD_FLOOR:g} or energy ratio < {ENERGY_FLOOR:g} × its peak): "
+        f"{depth} onward (MAD < {MAD_FLOOR:g} or energy ratio < {ENERGY_FLOOR:g} × its peak): "
         f"normalized Dirichlet energy {a['normalized_energy']:.2g} at layer 1, "
         f"{b['normalized_energy']:.2g} at layer {depth}{fit}; MAD {a['mad']:.2g} → {b['mad']:.2g} "
         f"(input {smooth['layers'][0]['mad']:.2g}){maps}"
@@ -190,7 +190,9 @@ def heterophily(results: Mapping[str, Any]) -> str | None:
     adjusted = hom.get("class_adjusted")
     layers = (results.get("architecture") or {}).get("graph_layers") or []
     assuming = sorted({HOMOPHILOUS_LAYERS[n] for n in layers if n in HOMOPHILOUS_LAYERS})
-    if not _is_number(adjusted) or not assuming or adjusted >= LOW_HOMOPHILY:
+    if not isinstance(adjusted, int | float) or not math.isfinite(adjusted):
+        return None
+    if not assuming or adjusted >= LOW_HOMOPHILY:
         return None
     return (
         f"class-adjusted homophily {adjusted:.2f} (edge {hom.get('edge', math.nan):.2f}, node "

@@ -36,6 +36,12 @@ def is_graph_model(model: nn.Module) -> bool:
     return isinstance(edge_index, torch.Tensor) and edge_index.dim() == 2 and len(edge_index) == 2
 
 
+def forward_and_pullback(f: Callable[[Any], torch.Tensor], primal: Any) -> tuple[torch.Tensor, Any]:
+    """``torch.func.vjp`` without auxiliary outputs: the value and its pullback."""
+    value = vjp(f, primal)
+    return value[0], value[1]
+
+
 def _rows_of_pullback(
     pull: Callable[[torch.Tensor], tuple[Any, ...]],
     shape: tuple[int, int],
@@ -70,7 +76,7 @@ def graph_ntk(
         out = functional_call(model, {**rest, **p}, (x,))
         return out.reshape(len(x), -1)[:s]
 
-    out, pull = vjp(f, params)
+    out, pull = forward_and_pullback(f, params)
     n_params = sum(v.numel() for v in params.values())
     k_out = out.shape[1]
     chunk = max(1, min(s, budget // max(1, 3 * n_params)))
@@ -92,7 +98,7 @@ def graph_input_jacobians(model: nn.Module, x: torch.Tensor, nodes: int) -> torc
     def f(z: torch.Tensor) -> torch.Tensor:
         return functional_call(model, merged, (z,)).reshape(len(z), -1)[:s]
 
-    out, pull = vjp(f, x)
+    out, pull = forward_and_pullback(f, x)
     k_out = out.shape[1]
     rows = []
     for k in range(k_out):

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call, vjp, vmap
+from torch.func import functional_call, vmap
 
 from depthlab.exceptions import ProbeError
 from depthlab.probes.base import (
@@ -45,6 +45,7 @@ from depthlab.probes.base import (
     register_probe,
 )
 from depthlab.probes.graph_geometry import cheeger_bounds, curvature_summary, hop_distances
+from depthlab.probes.graph_kernels import forward_and_pullback
 from depthlab.probes.layers import recording
 from depthlab.probes.ntk_func import quiet_vmap
 from depthlab.spec import Spec
@@ -84,7 +85,7 @@ def sensitivities(model: nn.Module, x: torch.Tensor, targets: list[int]) -> torc
             out = calls[-1].output
         return out.reshape(len(z), -1)[index]
 
-    out, pull = vjp(f, x)
+    out, pull = forward_and_pullback(f, x)
     t, d = out.shape
     squared = torch.zeros(t, len(x), dtype=torch.float64, device=x.device)
     rows = torch.arange(t, device=x.device)

@@ -45,7 +45,7 @@ def test_a_64_layer_gcn_is_oversmoothed_with_energy_and_mad_evidence(homophilous
     assert last["mad"] < MAD_FLOOR
     evidence, advice = found["oversmoothing"]["evidence"], found["oversmoothing"]["advice"]
     # depth is the user's 64 message-passing layers; the input and output maps are named apart
-    assert "of 64 on" in evidence and "at layer 64" in evidence
+    assert "of 64 onward" in evidence and "at layer 64" in evidence
     assert "input map embed.0 and output map readout" in evidence
     assert f"{last['normalized_energy']:.2g} at layer 64" in evidence
     assert f"→ {last['mad']:.2g}" in evidence
