@@ -64,7 +64,7 @@ PROBES_HELP = (
 )
 
 
-GRAPH_PROBES = ("smoothing", "homophily", "oversquashing")  # added for a graph network
+GRAPH_PROBES = ("smoothing", "homophily")  # added to the defaults for a graph network
 
 
 def _probe_names(probes: str | None) -> tuple[str, ...]:
