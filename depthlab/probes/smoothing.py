@@ -42,8 +42,9 @@ layers reach the readout by another path (DAGNN's weighted sum over every propag
 jumping knowledge, a skip from the input): smoothing of the last layer then need not reach the
 output.
 
-Both need a graph network: a model with an ``edge_index`` buffer (2×E) and its message-passing
-layers in ``layers``, as every depthlab graph family has.
+Both need a graph network: a model with an ``edge_index`` buffer (2×E), called on the node
+features alone, with its message-passing layers in ``layers`` (every depthlab graph family) or
+as PyTorch Geometric ``MessagePassing`` modules (``message_passing_layers``).
 """
 
 from __future__ import annotations
@@ -130,8 +131,31 @@ def _graph_of(model: nn.Module, n: int, probe: str) -> torch.Tensor:
     return graph_for(n) if callable(graph_for) else edge_index
 
 
+def message_passing_layers(model: nn.Module) -> list[nn.Module]:
+    """The model's ``layers`` list (every depthlab graph family), else its outermost PyTorch
+    Geometric ``MessagePassing`` modules in module order (a user's stack of ``GCNConv``)."""
+    layers = getattr(model, "layers", None)
+    if isinstance(layers, nn.ModuleList) and len(layers):
+        return list(layers)
+    found: list[nn.Module] = []
+    inside: set[int] = set()
+    for m in model.modules():
+        if id(m) in inside or not _is_message_passing(m):
+            continue
+        found.append(m)
+        inside.update(id(sub) for sub in m.modules())
+    return found
+
+
+def _is_message_passing(m: nn.Module) -> bool:
+    return any(
+        c.__name__ == "MessagePassing" and c.__module__.startswith("torch_geometric")
+        for c in type(m).__mro__
+    )
+
+
 def surrounding_maps(
-    model: nn.Module, x: torch.Tensor, layers: nn.ModuleList
+    model: nn.Module, x: torch.Tensor, layers: list[nn.Module]
 ) -> tuple[list[str], list[str]]:
     """Names of the weight layers outside ``layers`` that run before the first message-passing
     layer and after the last one, in the order they ran (one forward pass on ``x``)."""
@@ -151,7 +175,7 @@ def surrounding_maps(
     return unique(order[:first]), unique(order[last + 1 :])
 
 
-def readout_reads_last(model: nn.Module, x: torch.Tensor, layers: nn.ModuleList) -> bool | None:
+def readout_reads_last(model: nn.Module, x: torch.Tensor, layers: list[nn.Module]) -> bool | None:
     """Whether the output depends on the input only through the last message-passing layer:
     with that layer's output held at its value on ``x``, the output on a perturbed input is the
     same to rounding. ``None`` for integer inputs (nothing to perturb)."""
@@ -190,9 +214,9 @@ class SmoothingProbe(Probe):
     def measure(self, model: nn.Module, batch: ProbeBatch, *, seed: int) -> dict[str, Any]:
         from torch_geometric.utils import degree
 
-        layers = getattr(model, "layers", None)
         edge_index = _graph_of(model, len(batch.x), "smoothing")
-        if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
+        layers = message_passing_layers(model)
+        if not layers:
             raise ProbeError("smoothing needs a graph network with message-passing layers")
         model.train(self.params.train_mode)
         named = [(f"layer{i + 1}", m) for i, m in enumerate(layers)]

@@ -160,3 +160,51 @@ def test_graph_fixes_stay_among_graph_families():
     mlp = RunSpec.from_dict({"arch": {"family": "mlp", "depth": 8, "width": 32}})
     for verdict in ("oversmoothing", "heterophily"):
         assert all("arch.family" not in e for e in candidate_fixes(verdict, mlp))
+
+
+def test_default_probes_of_a_graph_network_include_the_graph_probes():
+    source = dataset_source(DataSpec(name="csbm", n_samples=60, n_classes=3, homophily=0.8))
+    result, _ = _diagnose(source, DiagnoseOptions(seeds=1), family="gcn", depth=2)
+    assert {"smoothing", "homophily"} <= set(result["probes"])
+    assert result["probes"]["smoothing"]["status"] == "ok"
+
+
+class PyGStack(torch.nn.Module):
+    """A user's module: PyG GCNConv layers in its own list, the graph held as a buffer; on the
+    first n rows alone it runs on the subgraph they induce (the contract probes rely on)."""
+
+    def __init__(self, edge_index, in_dim, width, out_dim, depth):
+        from torch_geometric.nn import GCNConv
+
+        super().__init__()
+        self.register_buffer("edge_index", edge_index)
+        self.inp = torch.nn.Linear(in_dim, width)
+        self.convs = torch.nn.ModuleList(GCNConv(width, width) for _ in range(depth))
+        self.out = torch.nn.Linear(width, out_dim)
+
+    def forward(self, x):
+        from torch_geometric.utils import subgraph
+
+        edges = self.edge_index
+        if len(x) <= int(edges.max()):
+            edges = subgraph(torch.arange(len(x)), edges, num_nodes=int(edges.max()) + 1)[0]
+        h = self.inp(x).relu()
+        for conv in self.convs:
+            h = conv(h, edges).relu()
+        return self.out(h)
+
+
+@pytest.mark.parametrize("depth", [2, 48])
+def test_a_users_pyg_stack_is_judged_by_the_same_rules(homophilous, heterophilous, depth):
+    for source in (homophilous, heterophilous):
+        batch, in_shape, out_dim, graph = source
+        torch.manual_seed(0)
+        model = PyGStack(graph, in_shape[0], 32, out_dim, depth)
+        result = diagnose(model, batch, RULES, progress=False)
+        found = _found(result)
+        assert result["architecture"]["graph_layers"] == ["GCNConv"]
+        assert result["smoothing"]["message_passing_layers"] == depth
+        assert result["smoothing"]["input_maps"] == ["inp"]
+        assert result["smoothing"]["output_maps"] == ["out"]
+        assert ("oversmoothing" in found) == (depth == 48), found
+        assert ("heterophily" in found) == (source is heterophilous)
