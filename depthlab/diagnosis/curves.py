@@ -27,7 +27,6 @@ extrapolates below 0 (a loss) and the interval always contains the point.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
