@@ -43,7 +43,10 @@ def _comb(a: Image, b: Image, beta: float) -> Image:
 
 
 def operator_norm_sq(
-    apply: Callable[[torch.Tensor], torch.Tensor], like: torch.Tensor, iters: int = 30, seed: int = 0
+    apply: Callable[[torch.Tensor], torch.Tensor],
+    like: torch.Tensor,
+    iters: int = 30,
+    seed: int = 0,
 ) -> float:
     """‖M‖² of a symmetric PSD operator's square root by power iteration on ``apply`` = MᵀM,
     started from a seeded random point shaped like ``like``; 1.05× the estimate (it is a lower

@@ -48,6 +48,7 @@ class GatedSmooth:
 
     def lipschitz(self, like: torch.Tensor) -> float:
         """curvature × ‖F‖² (power iteration)."""
+
         def ftf(v: torch.Tensor) -> torch.Tensor:
             return (self.d * ((self.d * (self.x @ v.T)).sum(1))[:, None]).T @ self.x
 

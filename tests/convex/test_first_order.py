@@ -113,7 +113,7 @@ def test_max_seconds_returns_bounds_not_nothing() -> None:
 def test_lambda_path_warm_starts_match_cold_solves() -> None:
     x, y = toy_regression(10)
     lams = parse_lam_path("1e-1:1e-3:4")
-    assert lams == pytest.approx((1e-1, 10 ** -1.666666, 10 ** -2.333333, 1e-3), rel=1e-5)
+    assert lams == pytest.approx((1e-1, 10**-1.666666, 10**-2.333333, 1e-3), rel=1e-5)
     path = fit_path(x, y, lams, model="gated", solver="first-order", tol=5e-7)
     assert path.complete and len(path.results) == 4
     objs = [r.objective for r in path.results]
@@ -135,7 +135,9 @@ def test_cli_lambda_path_and_its_errors(tmp_path: Path) -> None:
     np.savez(tmp_path / "d.npz", x=x, y=y)
     out = tmp_path / "path.json"
     args = ["convex", "fit", "--data", str(tmp_path / "d.npz"), "--model", "gated"]
-    proc = run_cli(*args, "--lam-path", "1e-1:1e-2:3", "--solver", "working-set", "--json", str(out))
+    proc = run_cli(
+        *args, "--lam-path", "1e-1:1e-2:3", "--solver", "working-set", "--json", str(out)
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())
     assert doc["complete"] and len(doc["path"]) == 3
