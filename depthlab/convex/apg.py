@@ -113,6 +113,6 @@ def apg(
         x_prev, ax_prev, x, ax, t = x, ax, x_new, ax_new, t_new
         if line_search:
             lip *= shrink  # let the step grow back; the line search catches it if it is too long
-        if it % check_every == 0 and (stop(x, ax) or time.perf_counter() > deadline):
+        if time.perf_counter() > deadline or (it % check_every == 0 and stop(x, ax)):
             break
     return x, ax, it, lip
