@@ -118,11 +118,13 @@ def diagnose_run(
     ``depthlab.diagnosis.sources.dataset_source`` gives it for ``spec.data``, when already loaded."""
     from depthlab.diagnosis.sources import dataset_source
     from depthlab.models import build_model
+    from depthlab.train.techniques import apply_at_init
 
     batch, in_shape, out_dim, graph = source or dataset_source(spec.data, spec.train.loss)
     model = build_model(
         spec.arch, in_shape=in_shape, out_dim=out_dim, seed=spec.train.seed, graph=graph
     )
+    apply_at_init(model, spec.train, batch.x, batch.y, batch.loss_fn)  # pruning at init
     options = DiagnoseOptions(probes=probes, seed=spec.train.seed, seeds=1, train=spec.train)
     result = diagnose(model, batch, options, name=spec.name or "run", progress=False)
     return result, model, batch
@@ -178,6 +180,9 @@ def diagnose(
         "coverage": coverage(model),
         "architecture": _architecture(model, batch),
     }
+    sparse = _sparsity(model, batch)  # masks from pruning (depthlab.train.techniques.masks)
+    if sparse is not None:
+        out["sparsity"] = sparse
     skipped: dict[str, str] = {}
     failed: dict[str, str] = {}
     status: dict[str, dict[str, str]] = {}
@@ -227,6 +232,15 @@ def diagnose(
         "seconds": seconds,
         "seconds_total": time.perf_counter() - started,
     }
+
+
+def _sparsity(model: nn.Module, batch: ProbeBatch) -> dict[str, Any] | None:
+    """The masked layers' kept fractions and whether the input still reaches the output."""
+    from depthlab.probes.base import preserved
+    from depthlab.train.techniques.masks import sparsity_summary
+
+    with preserved(model), torch.no_grad(), attention_math():
+        return sparsity_summary(model, batch.x[:64])
 
 
 def _needs_stability(out: dict[str, Any], setup: dict[str, Any]) -> bool:

@@ -64,6 +64,7 @@ STABLE_STEP = 1.0
 LOW_COVERAGE = 0.5
 
 ORDER = (
+    "disconnected",  # pruning emptied a layer on the only path (depthlab.diagnosis.disconnected)
     "diverges",
     "unstable step size",
     "exploding signal",
@@ -165,6 +166,13 @@ def rule_findings(
 ) -> list[Finding]:
     """Every theory rule and trial finding that fires, in ``ORDER``."""
     findings: list[Finding] = []
+    # -- hook: sparse nets (rule in depthlab.diagnosis.disconnected) --
+    from depthlab.diagnosis.disconnected import VERDICT, disconnected
+
+    cut = disconnected(results)
+    if cut is not None:
+        findings.append(Finding(VERDICT, *cut))
+    # -- end hook --
     signal, grads, ntk = results.get("signal"), results.get("gradients"), results.get("ntk")
     if signal:
         ratio, depth = signal["second_moment_ratio"], len(signal["layers"])

@@ -88,7 +88,15 @@ def build_model(
     with torch.random.fork_rng(devices=[]):
         model = family(spec, parts, tuple(in_shape), out_dim)
     generator = torch.Generator().manual_seed(seed)
-    init_model(model, resolve_init(spec.init), InitContext(parts.act_def, spec.sigma_b, generator))
+    ctx = InitContext(parts.act_def, spec.sigma_b, generator)
+    init = resolve_init(spec.init)
+    init_model(model, init, ctx)
+    for module in model.modules():
+        # Layers that are not Linear/Conv (a KAN's spline layer) initialise themselves here, from
+        # the same seeded generator, so the same seed still gives the same network.
+        seeded = getattr(module, "init_seeded", None)
+        if callable(seeded):
+            seeded(init, ctx)
     set_graph = getattr(model, "set_graph", None)
     if set_graph is not None:
         if graph is None:

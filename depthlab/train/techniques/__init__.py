@@ -8,13 +8,24 @@ from depthlab.train.techniques.guidance import (
     hidden_layers,
     map_layers,
 )
+from depthlab.train.techniques.lottery import IterativeMagnitude, round_boundaries
+from depthlab.train.techniques.masks import attach_mask, rescale_factors, sparsity_summary
+from depthlab.train.techniques.pruning import PruneAtInit, apply_at_init, prune
 
 __all__ = [
     "GradientNoise",
     "Guidance",
     "GuidanceParams",
+    "IterativeMagnitude",
+    "PruneAtInit",
+    "apply_at_init",
+    "attach_mask",
     "guidance_distance",
     "hidden_layers",
     "map_layers",
     "noise_variance",
+    "prune",
+    "rescale_factors",
+    "round_boundaries",
+    "sparsity_summary",
 ]

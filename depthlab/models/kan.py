@@ -1,0 +1,146 @@
+"""``kan``: Kolmogorov–Arnold networks (Liu et al. 2024, "KAN: Kolmogorov-Arnold Networks").
+
+A KAN layer maps x ∈ R^in to y ∈ R^out with a learnable function on every edge:
+
+    y_j = Σ_i φ_ji(x_i) + b_j,   φ_ji(x) = w_b,ji · b(x) + Σ_m c_ji,m B_m(x),
+
+b the base activation (``act``; the paper's is silu) and B_m, m = 0 … G+k−1, the B-splines of
+order k (``spline_order``; degree k, cubic for k = 3) on a uniform grid of G intervals
+(``grid``) over [−r, r] (``grid_range``), extended by k knots on each side. The paper's spline
+scale w_s is folded into the coefficients (w_s·c_m is one parameter; the functions spanned are
+the same). All of a layer's coefficients are one ``weight`` of shape (out, in, 1 + G + k): index
+0 is w_b, the rest the c_m. The layer is then one contraction of the per-input features
+[b(x_i), B_0(x_i), …] with ``weight`` — no Python loop over edges — and, having a ≥ 2-D
+``weight``, it is a *layer* to the probes (its output is the pre-activation of the next layer).
+
+Initialisation (seeded, ``init_seeded``): w_b by the spec's ``init`` as for a Linear layer of
+fan-in ``in``; c_m ~ N(0, (0.1)²/in), so φ starts close to w_b·b(x).
+
+Grid extension (the paper's §2.5): ``KAN.extend_grid(x, G')`` refits every edge's spline on a
+finer grid G' to the current one by least squares on the layer inputs that ``x`` produces; the
+network's function is kept (up to the fit) while its parameter count grows.
+``depth`` hidden layers of ``width`` units ([in, width…, out]); inputs are flattened.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from depthlab.layers.inits import InitContext
+from depthlab.models.base import Parts, flat_dim, register_arch
+from depthlab.spec import ArchSpec
+
+COEF_STD = 0.1
+
+
+def knots(grid: int, order: int, bound: float, **like: Any) -> torch.Tensor:
+    """G + 2k + 1 uniform knots: the grid [−r, r] in G intervals, extended by k on each side."""
+    h = 2 * bound / grid
+    return -bound + h * torch.arange(-order, grid + order + 1, **like)
+
+
+def bspline_basis(x: torch.Tensor, t: torch.Tensor, order: int) -> torch.Tensor:
+    """B-splines of order k on knots t at every entry of x: shape ``(*x.shape, len(t) − k − 1)``.
+
+    The Cox–de Boor recursion, vectorised over inputs and basis functions (the loop runs over
+    the k orders only): B_{j,0}(x) = 1[t_j ≤ x < t_{j+1}], B_{j,p} = (x − t_j)/(t_{j+p} − t_j)
+    B_{j,p−1} + (t_{j+p+1} − x)/(t_{j+p+1} − t_{j+1}) B_{j+1,p−1}. Zero outside [t_0, t_last).
+    """
+    x = x.unsqueeze(-1)
+    basis = ((x >= t[:-1]) & (x < t[1:])).to(x.dtype)
+    for p in range(1, order + 1):
+        left = (x - t[: -(p + 1)]) / (t[p:-1] - t[: -(p + 1)])
+        right = (t[p + 1 :] - x) / (t[p + 1 :] - t[1:-p])
+        basis = left * basis[..., :-1] + right * basis[..., 1:]
+    return basis
+
+
+class KANLayer(nn.Module):
+    """y = Σ_i φ_ji(x_i) + b_j with φ = w_b·b(x) + Σ_m c_m B_m(x) (module doc)."""
+
+    def __init__(
+        self, fan_in: int, fan_out: int, grid: int, order: int, bound: float, act: nn.Module,
+        bias: bool = True,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.fan_in, self.fan_out, self.order, self.bound = fan_in, fan_out, order, bound
+        self.act = act
+        self.register_buffer("knots", knots(grid, order, bound))
+        self.weight = nn.Parameter(torch.zeros(fan_out, fan_in, 1 + grid + order))
+        self.bias = nn.Parameter(torch.zeros(fan_out)) if bias else None
+
+    @property
+    def grid(self) -> int:
+        return len(self.knots) - 2 * self.order - 1
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, in)`` → ``(N, in, 1 + G + k)``: [b(x_i), B_0(x_i), …, B_{G+k−1}(x_i)]."""
+        base = self.act(x).unsqueeze(-1)
+        return torch.cat([base, bspline_basis(x, self.knots.to(x.dtype), self.order)], dim=-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.einsum("nim,oim->no", self.features(x), self.weight)
+        return out if self.bias is None else out + self.bias
+
+    @torch.no_grad()
+    def init_seeded(self, init: Any, ctx: InitContext) -> None:
+        base = torch.empty(self.fan_out, self.fan_in, dtype=self.weight.dtype)
+        bias = None if self.bias is None else torch.empty_like(self.bias)
+        init(base, bias, ctx)
+        coef = torch.randn(self.weight[..., 1:].shape, generator=ctx.generator)
+        self.weight[..., 0] = base
+        self.weight[..., 1:] = coef * (COEF_STD / math.sqrt(self.fan_in))
+        if self.bias is not None and bias is not None:
+            self.bias.copy_(bias)
+
+    @torch.no_grad()
+    def extend_grid(self, x: torch.Tensor, grid: int, ridge: float = 1e-6) -> None:
+        """Refit the splines on ``grid`` intervals to their current values at inputs ``x``
+        ``(N, in)``: per input i, min ‖B'(x_i) C' − B(x_i) C‖² + ridge‖C'‖² over all outputs
+        at once (batched normal equations)."""
+        old = bspline_basis(x, self.knots.to(x.dtype), self.order)  # (N, in, M)
+        target = torch.einsum("nim,oim->ino", old, self.weight[..., 1:].to(x.dtype))
+        new_knots = knots(grid, self.order, self.bound, dtype=self.knots.dtype)
+        a = bspline_basis(x, new_knots.to(x.dtype), self.order).transpose(0, 1)  # (in, N, M')
+        gram = a.transpose(1, 2) @ a
+        eye = torch.eye(gram.shape[-1], dtype=gram.dtype)
+        coef = torch.linalg.solve(gram + ridge * len(x) * eye, a.transpose(1, 2) @ target)
+        weight = torch.cat([self.weight[..., :1], coef.permute(2, 0, 1).to(self.weight.dtype)], -1)
+        self.weight.data = weight.contiguous()  # same Parameter object, new shape
+        self.knots = new_knots.to(self.knots.device)
+
+
+class KAN(nn.Module):
+    """A stack of KAN layers on flattened inputs."""
+
+    def __init__(self, dims: list[int], spec: ArchSpec, parts: Parts) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            KANLayer(a, b, spec.grid, spec.spline_order, spec.grid_range, parts.act(), spec.bias)
+            for a, b in zip(dims[:-1], dims[1:], strict=True)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.reshape(len(x), -1)
+        for layer in self.layers:
+            h = layer(h)
+        return h
+
+    @torch.no_grad()
+    def extend_grid(self, x: torch.Tensor, grid: int) -> None:
+        """Grid extension of every layer to ``grid`` intervals, fitted on the inputs ``x``."""
+        h = x.reshape(len(x), -1)
+        for layer in self.layers:
+            nxt = layer(h)
+            layer.extend_grid(h, grid)
+            h = nxt
+
+
+@register_arch("kan")
+def kan(spec: ArchSpec, parts: Parts, in_shape: tuple[int, ...], out_dim: int) -> nn.Module:
+    """Kolmogorov–Arnold network: B-spline functions on edges, ``depth`` hidden layers."""
+    return KAN([flat_dim(in_shape), *spec.widths(), out_dim], spec, parts)
