@@ -66,6 +66,7 @@ class HyperNet(nn.Module):
         fan_in = 2 * cond_dim if self.mip else cond_dim
         for width in spec.widths():
             layers += [nn.Linear(fan_in, width, bias=spec.bias), parts.norm(width), parts.act()]
+            layers.append(parts.dropout())
             fan_in = width
         layers.append(nn.Linear(fan_in, self.n_theta, bias=spec.bias))
         self.hyper = nn.Sequential(*layers)
@@ -108,16 +109,18 @@ class HyperNet(nn.Module):
         x = x.reshape(len(x), -1)
         z, u = x[:, : self.cond_dim], x[:, self.cond_dim :]
         h = u
-        for l, ((w, b), layer) in enumerate(zip(self.generate(z), self.target, strict=True)):
+        for i, ((w, b), layer) in enumerate(zip(self.generate(z), self.target, strict=True)):
             h = layer(h, w, b)
-            if l < len(self.acts):
-                h = self.acts[l](h)
+            if i < len(self.acts):
+                h = self.acts[i](h)
         return h
 
 
 @register_arch("hypernet")
 def hypernet(spec: ArchSpec, parts: Parts, in_shape: tuple[int, ...], out_dim: int) -> nn.Module:
     """Hypernetwork: the first ``cond_dim`` features generate all weights of a target MLP."""
+    if spec.residual != "none":
+        raise SpecError("residual", f"{spec.residual!r}: a hypernet's layers take no residual")
     d = flat_dim(in_shape)
     if d <= spec.cond_dim:
         raise SpecError(

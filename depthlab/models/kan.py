@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from depthlab.exceptions import SpecError
 from depthlab.layers.inits import InitContext
 from depthlab.models.base import Parts, flat_dim, register_arch
 from depthlab.spec import ArchSpec
@@ -69,6 +70,7 @@ class KANLayer(nn.Module):
         super().__init__()
         self.fan_in, self.fan_out, self.order, self.bound = fan_in, fan_out, order, bound
         self.act = act
+        self.knots: torch.Tensor
         self.register_buffer("knots", knots(grid, order, bound))
         self.weight = nn.Parameter(torch.zeros(fan_out, fan_in, 1 + grid + order))
         self.bias = nn.Parameter(torch.zeros(fan_out)) if bias else None
@@ -98,7 +100,7 @@ class KANLayer(nn.Module):
             self.bias.copy_(bias)
 
     @torch.no_grad()
-    def extend_grid(self, x: torch.Tensor, grid: int, ridge: float = 1e-6) -> None:
+    def extend_grid(self, x: torch.Tensor, grid: int, ridge: float = 1e-9) -> None:
         """Refit the splines on ``grid`` intervals to their current values at inputs ``x``
         ``(N, in)``: per input i, min ‖B'(x_i) C' − B(x_i) C‖² + ridge‖C'‖² over all outputs
         at once (batched normal equations)."""
@@ -110,7 +112,8 @@ class KANLayer(nn.Module):
         eye = torch.eye(gram.shape[-1], dtype=gram.dtype)
         coef = torch.linalg.solve(gram + ridge * len(x) * eye, a.transpose(1, 2) @ target)
         weight = torch.cat([self.weight[..., :1], coef.permute(2, 0, 1).to(self.weight.dtype)], -1)
-        self.weight.data = weight.contiguous()  # same Parameter object, new shape
+        # a new Parameter: autograd keeps the old one's shape (an optimiser must be told)
+        self.weight = nn.Parameter(weight.contiguous(), self.weight.requires_grad)
         self.knots = new_knots.to(self.knots.device)
 
 
@@ -135,6 +138,7 @@ class KAN(nn.Module):
         """Grid extension of every layer to ``grid`` intervals, fitted on the inputs ``x``."""
         h = x.reshape(len(x), -1)
         for layer in self.layers:
+            assert isinstance(layer, KANLayer)
             nxt = layer(h)
             layer.extend_grid(h, grid)
             h = nxt
@@ -143,4 +147,10 @@ class KAN(nn.Module):
 @register_arch("kan")
 def kan(spec: ArchSpec, parts: Parts, in_shape: tuple[int, ...], out_dim: int) -> nn.Module:
     """Kolmogorov–Arnold network: B-spline functions on edges, ``depth`` hidden layers."""
+    if spec.norm != "none" or spec.residual != "none" or spec.dropout:
+        raise SpecError(
+            "norm",
+            f"a kan takes no norm, residual or dropout (got norm {spec.norm!r}, residual "
+            f"{spec.residual!r}, dropout {spec.dropout!r}); its edges are the whole layer",
+        )
     return KAN([flat_dim(in_shape), *spec.widths(), out_dim], spec, parts)

@@ -1,6 +1,7 @@
 """Techniques for training deep networks, each a registered callback."""
 
 from depthlab.train.techniques.gradient_noise import GradientNoise, noise_variance
+from depthlab.train.techniques.grid_extension import GridExtension
 from depthlab.train.techniques.guidance import (
     Guidance,
     GuidanceParams,
@@ -14,6 +15,7 @@ from depthlab.train.techniques.pruning import PruneAtInit, apply_at_init, prune
 
 __all__ = [
     "GradientNoise",
+    "GridExtension",
     "Guidance",
     "GuidanceParams",
     "IterativeMagnitude",

@@ -35,7 +35,7 @@ from depthlab.exceptions import SpecError
 from depthlab.spec import Spec
 from depthlab.spec.base import check_choice, check_min, check_range
 from depthlab.train.callbacks import Technique, TrainState, register_technique
-from depthlab.train.techniques.masks import MASK, enforce_masks
+from depthlab.train.techniques.masks import MASK, enforce_masks, mask_of
 from depthlab.train.techniques.pruning import SCOPES, apply_masks, masks_from_scores, scores
 
 
@@ -115,7 +115,7 @@ class IterativeMagnitude(Technique):
         scored = scores(model, "magnitude")
         # pruned weights score −1 so they stay pruned; survivors rank by |W|
         scored = [
-            (n, m, torch.where(m._buffers[MASK] > 0, s, -1.0) if MASK in m._buffers else s)
+            (n, m, torch.where(mask_of(m) > 0, s, -1.0) if MASK in m._buffers else s)
             for n, m, s in scored
         ]
         masks = masks_from_scores(scored, target, self.params.scope)

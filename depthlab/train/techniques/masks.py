@@ -37,13 +37,13 @@ def _reapply(module: nn.Module, args: tuple[Any, ...]) -> None:
         return  # a functional call swapped in another tensor: leave it alone
     if id(w) != getattr(module, "_mask_param", None):
         # A new parameter object (a deep copy): mask its gradient too.
-        w.register_hook(lambda g, m=module: g * m._buffers[MASK])
-        module._mask_param = id(w)
-        module._mask_version = -1
+        w.register_hook(lambda g, m=module: g * mask_of(m))
+        setattr(module, "_mask_param", id(w))  # noqa: B010 - plain attributes on a Module
+        setattr(module, "_mask_version", -1)  # noqa: B010
     if w._version != getattr(module, "_mask_version", -1):
         with torch.no_grad():
             w.mul_(mask)
-        module._mask_version = w._version
+        setattr(module, "_mask_version", w._version)  # noqa: B010
 
 
 def attach_mask(module: nn.Module, mask: torch.Tensor) -> None:
@@ -61,8 +61,15 @@ def attach_mask(module: nn.Module, mask: torch.Tensor) -> None:
     else:
         module.register_buffer(MASK, mask)
         module.register_forward_pre_hook(_reapply)
-    module._mask_version = -1
+    setattr(module, "_mask_version", -1)  # noqa: B010
     _reapply(module, ())
+
+
+def mask_of(module: nn.Module) -> torch.Tensor:
+    """The layer's mask buffer (a ``KeyError`` for a layer without one)."""
+    mask = module._buffers[MASK]
+    assert mask is not None
+    return mask
 
 
 def masked_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -114,7 +121,7 @@ def sparsity_summary(model: nn.Module, x: torch.Tensor | None = None) -> dict[st
     rows = []
     kept_total = total = 0
     for name, m in layers:
-        mask = m._buffers[MASK]
+        mask = mask_of(m)
         kept = int(mask.count_nonzero())
         rows.append({"name": name, "kept_fraction": kept / mask.numel(), "kept": kept})
         kept_total += kept
@@ -142,7 +149,7 @@ def sparsity_summary(model: nn.Module, x: torch.Tensor | None = None) -> dict[st
 def kept_fraction(model: nn.Module) -> float:
     """Kept weights over all weights of the masked layers (1.0 without masks)."""
     layers = masked_layers(model)
-    total = sum(m._buffers[MASK].numel() for _, m in layers)
+    total = sum(mask_of(m).numel() for _, m in layers)
     if not total:
         return 1.0
-    return sum(int(m._buffers[MASK].count_nonzero()) for _, m in layers) / total
+    return sum(int(mask_of(m).count_nonzero()) for _, m in layers) / total

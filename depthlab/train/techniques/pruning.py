@@ -29,6 +29,7 @@ so the sparse net keeps the dense net's variance map and edge of chaos.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Callable
 
 import torch
@@ -39,7 +40,7 @@ from depthlab.probes.layers import weight_layers
 from depthlab.spec import Spec, TrainSpec
 from depthlab.spec.base import check_choice, check_min, check_range
 from depthlab.train.callbacks import Technique, TrainState, register_technique
-from depthlab.train.techniques.masks import MASK, attach_mask, masked_layers, rescale_factors
+from depthlab.train.techniques.masks import attach_mask, mask_of, masked_layers, rescale_factors
 
 METHODS = ("magnitude", "snip", "grasp", "random")
 SCOPES = ("global", "layer")
@@ -67,6 +68,11 @@ class PruneParams(Spec):
         check_min("batch_size", self.batch_size, 1)
 
 
+def weight_of(module: nn.Module) -> torch.Tensor:
+    """A layer's ``weight`` (``depthlab.probes.layers.is_layer`` guarantees a tensor)."""
+    return typing.cast(torch.Tensor, module.weight)
+
+
 def _batch_loss(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Loss, mask: torch.Tensor | None
 ) -> torch.Tensor:
@@ -89,8 +95,10 @@ def scores(
     """``(name, layer, score)`` for every layer; higher scores are kept (see the module doc)."""
     layers = weight_layers(model)
     if not layers:
-        raise SpecError("techniques", "prune_at_init found no layer (a module with a >= 2-D weight)")
-    weights = [m.weight for _, m in layers]
+        raise SpecError(
+            "techniques", "prune_at_init found no layer (a module with a >= 2-D weight)"
+        )
+    weights = [weight_of(m) for _, m in layers]
     if method == "magnitude":
         found = [w.detach().abs() for w in weights]
     elif method == "random":
@@ -105,10 +113,11 @@ def scores(
             value = _batch_loss(model, x, y, loss, node_mask)
             grads = torch.autograd.grad(value, weights, create_graph=method == "grasp")
             if method == "snip":
-                found = [(w.detach() * g.detach()).abs() for w, g in zip(weights, grads, strict=True)]
+                pairs = zip(weights, grads, strict=True)
+                found = [(w.detach() * g.detach()).abs() for w, g in pairs]
             else:  # grasp: Hg = ∂/∂W (g · stop_grad(g)); keep the largest W ⊙ Hg
-                dot = sum((g * g.detach()).sum() for g in grads)
-                hg = torch.autograd.grad(dot, weights)  # type: ignore[arg-type]
+                dot = torch.stack([(g * g.detach()).sum() for g in grads]).sum()
+                hg = torch.autograd.grad(dot, weights)
                 found = [(w.detach() * h.detach()) for w, h in zip(weights, hg, strict=True)]
         finally:
             model.train(was)
@@ -146,7 +155,8 @@ def apply_masks(
     """Attach each mask to its layer; with ``rescale`` first scale the kept weights per unit."""
     for (_, m), mask in zip(layers, masks, strict=True):
         if rescale:
-            m.weight.mul_(rescale_factors(m.weight, mask))
+            w = weight_of(m)
+            w.mul_(rescale_factors(w, mask))
         attach_mask(m, mask)
 
 
@@ -214,6 +224,6 @@ def apply_at_init(
 def layer_sparsities(model: nn.Module) -> dict[str, float]:
     """Pruned fraction of each masked layer's weights, by layer name."""
     return {
-        n: 1.0 - float(m._buffers[MASK].count_nonzero()) / m._buffers[MASK].numel()
+        n: 1.0 - float(mask_of(m).count_nonzero()) / mask_of(m).numel()
         for n, m in masked_layers(model)
     }
