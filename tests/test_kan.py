@@ -83,3 +83,24 @@ def test_seeded_init_and_spec_errors():
         build_model(spec.replace(norm="batch"), in_shape=(5,), out_dim=3)
     with pytest.raises(SpecError, match="grid"):
         ArchSpec(family="kan", grid=0)
+
+
+def test_grid_extension_technique_refines_the_grid_during_training():
+    from depthlab import DataSpec, RunSpec, TrainSpec
+    from depthlab.train import run
+
+    spec = RunSpec(
+        arch=ArchSpec(family="kan", depth=1, width=4, act="silu", grid=3),
+        data=DataSpec(name="teacher", task="regression", n_features=2, n_samples=200),
+        train=TrainSpec(
+            epochs=3,
+            techniques=({"name": "grid_extension", "grids": [6, 12], "at_epochs": [1, 2]},),
+        ),
+    )
+    result = run(spec, progress=False)
+    assert result.state.value == "COMPLETE"
+    assert [layer.grid for layer in result.model.layers] == [12, 12]
+    losses = [row["train_loss"] for row in result.history]
+    assert losses[-1] < losses[0]
+    with pytest.raises(SpecError, match="kan"):
+        run(spec.replace(arch=ArchSpec(family="mlp", depth=1, width=4)), progress=False)

@@ -22,6 +22,7 @@ from depthlab.exceptions import SpecError
 from depthlab.spec import Spec
 from depthlab.spec.base import check_min
 from depthlab.train.callbacks import Technique, TrainState, register_technique
+from depthlab.train.techniques.masks import masked_layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +58,12 @@ class GridExtension(Technique):
     def on_train_start(self, state: TrainState) -> None:
         if not callable(getattr(state.model, "extend_grid", None)):
             raise SpecError("techniques", "grid_extension needs a kan network (arch.family: kan)")
+        if masked_layers(state.model):
+            raise SpecError(
+                "techniques",
+                "grid_extension resizes the spline weights a pruning mask covers; "
+                "use one or the other",
+            )
 
     def on_epoch_end(self, state: TrainState, metrics: dict[str, float]) -> None:
         if state.epoch + 1 not in self.params.at_epochs:
