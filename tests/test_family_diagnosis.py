@@ -43,3 +43,14 @@ def test_family_trains_and_every_default_probe_runs(case):
     assert diagnosis["failed"] == {}, diagnosis["failed"]
     ran = {k for k, v in diagnosis["probes"].items() if v["status"] == "ok"}
     assert {"signal", "gradients", "correlation", "trial"} <= ran
+
+
+def test_depthlab_list_shows_the_families_and_techniques():
+    from depthlab.testing.cli import run_cli
+
+    archs = run_cli("list", "archs")
+    assert archs.returncode == 0
+    assert "kan" in archs.stdout and "hypernet" in archs.stdout
+    techniques = run_cli("list", "techniques")
+    for name in ("prune_at_init", "iterative_magnitude", "grid_extension"):
+        assert name in techniques.stdout

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from depthlab import ArchSpec, SpecError, build_model
-from depthlab.models.kan import KAN, bspline_basis, knots
+from depthlab.models.kan import KAN, bspline_basis, knots, uniform_bspline_basis
 from depthlab.testing import check_arch
 
 
@@ -35,6 +35,14 @@ def test_basis_matches_the_direct_cox_de_boor_recursion(grid, order):
         dtype=torch.float64,
     )
     torch.testing.assert_close(fast, direct, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("grid,order", [(5, 3), (3, 0), (4, 1), (7, 2), (20, 3)])
+def test_local_support_basis_equals_the_full_recursion(grid, order):
+    t = knots(grid, order, 2.0, dtype=torch.float64)
+    x = torch.cat([torch.linspace(-6.0, 6.0, 501, dtype=torch.float64), t])  # knots included
+    fast = uniform_bspline_basis(x, grid, order, 2.0)
+    torch.testing.assert_close(fast, bspline_basis(x, t, order), rtol=0, atol=1e-12)
 
 
 def test_basis_is_a_partition_of_unity_on_the_grid():

@@ -10,7 +10,8 @@ order k (``spline_order``; degree k, cubic for k = 3) on a uniform grid of G int
 scale w_s is folded into the coefficients (w_s·c_m is one parameter; the functions spanned are
 the same). All of a layer's coefficients are one ``weight`` of shape (out, in, 1 + G + k): index
 0 is w_b, the rest the c_m. The layer is then one contraction of the per-input features
-[b(x_i), B_0(x_i), …] with ``weight`` — no Python loop over edges — and, having a ≥ 2-D
+[b(x_i), B_0(x_i), …] with ``weight`` — no Python loop over edges; the basis is evaluated by
+local support, k + 1 non-zero values per input (``uniform_bspline_basis``) — and, having a ≥ 2-D
 ``weight``, it is a *layer* to the probes (its output is the pre-activation of the next layer).
 
 Initialisation (seeded, ``init_seeded``): w_b by the spec's ``init`` as for a Linear layer of
@@ -60,6 +61,33 @@ def bspline_basis(x: torch.Tensor, t: torch.Tensor, order: int) -> torch.Tensor:
     return basis
 
 
+def uniform_bspline_basis(x: torch.Tensor, grid: int, order: int, bound: float) -> torch.Tensor:
+    """``bspline_basis`` on the uniform knots ``knots(grid, order, bound)``, by local support.
+
+    Each x lies in one knot interval j, where only the k + 1 B-splines B_{j−k} … B_j are
+    non-zero; with f = (x − t_j)/h ∈ [0, 1) they follow from the same recursion on k + 1 values
+    instead of G + 2k, B_{j−s,p} = ((f + s) B_{j−s,p−1} + (p + 1 − s − f) B_{j−s+1,p−1}) / p,
+    and are scattered into place. Same values as ``bspline_basis``, a fraction of the work.
+    """
+    h = 2 * bound / grid
+    n_basis = grid + order
+    u = (x - (-bound - order * h)) / h  # position in knot intervals from t_0
+    cell = torch.floor(u)
+    inside = (u >= 0) & (u < grid + 2 * order)
+    f = (u - cell).unsqueeze(-1)
+    vals = torch.ones_like(f)
+    for p in range(1, order + 1):
+        s = torch.arange(p + 1, dtype=x.dtype, device=x.device)
+        zero = torch.zeros_like(f)
+        left = torch.cat([vals, zero], -1)  # B_{j−s,p−1}, s = 0 … p
+        right = torch.cat([zero, vals], -1)  # B_{j−s+1,p−1}
+        vals = ((f + s) * left + (p + 1 - s - f) * right) / p
+    idx = cell.long().unsqueeze(-1) - torch.arange(order + 1, device=x.device)
+    valid = inside.unsqueeze(-1) & (idx >= 0) & (idx < n_basis)
+    out = torch.zeros(*x.shape, n_basis, dtype=x.dtype, device=x.device)
+    return out.scatter_add(-1, idx.clamp(0, n_basis - 1), vals * valid)
+
+
 class KANLayer(nn.Module):
     """y = Σ_i φ_ji(x_i) + b_j with φ = w_b·b(x) + Σ_m c_m B_m(x) (module doc)."""
 
@@ -82,7 +110,8 @@ class KANLayer(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, in)`` → ``(N, in, 1 + G + k)``: [b(x_i), B_0(x_i), …, B_{G+k−1}(x_i)]."""
         base = self.act(x).unsqueeze(-1)
-        return torch.cat([base, bspline_basis(x, self.knots.to(x.dtype), self.order)], dim=-1)
+        splines = uniform_bspline_basis(x, self.grid, self.order, self.bound)
+        return torch.cat([base, splines], dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.einsum("nim,oim->no", self.features(x), self.weight)
