@@ -33,7 +33,7 @@ def disconnected(results: Mapping[str, Any]) -> tuple[str, str] | None:
         "no signal from the input reaches the output"
     )
     advice = (
-        "prune each layer to the same fraction (prune_at_init scope: layer), lower the sparsity, "
-        "or rescale (rescale: true) so global scores do not empty a layer"
+        "prune each layer to the same fraction (prune_at_init scope: layer) so global scores "
+        "cannot empty a layer, or lower the sparsity"
     )
     return evidence, advice
