@@ -5,9 +5,10 @@ zero from then on, by three means that survive ``copy.deepcopy`` (so the ``trial
 stays sparse) and need no change to the training loop:
 
 - the mask is a buffer, ``weight_mask`` (saved in the ``state_dict``, moved with the model);
-- a gradient hook multiplies ∂L/∂W by the mask, so no optimiser of the SGD/Adam family (with
-  or without weight decay) moves a pruned entry, and gradient clipping and the gradient probes
-  see only the kept weights;
+- a hook run once ∂L/∂W is accumulated into ``.grad`` multiplies it by the mask in place, so no
+  optimiser of the SGD/Adam family (with or without weight decay) moves a pruned entry, and
+  gradient clipping and the gradient probes see only the kept weights (``torch.autograd.grad``
+  calls, which accumulate nothing, get the unmasked gradient);
 - a forward pre-hook re-applies W ← M ⊙ W before a forward pass whenever the weight changed in
   place since the last masking (``Tensor._version``), which catches any other optimiser. It
   never touches a tensor ``torch.func`` substituted for the parameter, so functional probes
@@ -19,6 +20,7 @@ probes hook the same layers as for a dense net, whose weights now hold exact zer
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
@@ -29,6 +31,12 @@ from depthlab.probes.layers import weight_layers
 MASK = "weight_mask"
 
 
+def _mask_grad(module: nn.Module, w: torch.Tensor) -> None:
+    """Post-accumulate-grad hook: ∂L/∂W ← M ⊙ ∂L/∂W, in place."""
+    if w.grad is not None:
+        w.grad.mul_(mask_of(module))
+
+
 def _reapply(module: nn.Module, args: tuple[Any, ...]) -> None:
     """Forward pre-hook: W ← M ⊙ W when W changed in place since it was last masked."""
     w = module._parameters.get("weight")
@@ -36,8 +44,9 @@ def _reapply(module: nn.Module, args: tuple[Any, ...]) -> None:
     if not isinstance(w, nn.Parameter) or mask is None:
         return  # a functional call swapped in another tensor: leave it alone
     if id(w) != getattr(module, "_mask_param", None):
-        # A new parameter object (a deep copy): mask its gradient too.
-        w.register_hook(lambda g, m=module: g * mask_of(m))
+        # A new parameter object (a deep copy): mask its gradient too, in place once it is
+        # accumulated into .grad (cheaper than a hook that returns a new gradient).
+        w.register_post_accumulate_grad_hook(partial(_mask_grad, module))
         setattr(module, "_mask_param", id(w))  # noqa: B010 - plain attributes on a Module
         setattr(module, "_mask_version", -1)  # noqa: B010
     if w._version != getattr(module, "_mask_version", -1):
