@@ -117,7 +117,7 @@ class HypernetMIP(Claim):
         "the criterion with the arms swapped (the default parametrization in MIP's place): "
         "it must fail unless the default is the faster one"
     )
-    full_time = "about 5 min on 2 cores (quick about 50 s)"
+    full_time = "not timed; about 4 min estimated from the quick mode (quick: 35 s of CPU)"
     threads = 1
     reproduces = False
     analysis = (

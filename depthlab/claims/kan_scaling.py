@@ -101,7 +101,7 @@ class KANScaling(Claim):
         "the same fit on shuffled targets (no function to learn): neither error falls with N, "
         "the intervals overlap, the criterion must fail"
     )
-    full_time = "about 8 min on 2 cores (quick about 60 s)"
+    full_time = "not timed; about 25 min estimated from the quick mode (quick: 59 s of CPU)"
     threads = 1
 
     def experiment(self, ctx: Context) -> Evidence:

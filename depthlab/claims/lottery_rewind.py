@@ -107,7 +107,7 @@ class LotteryRewind(Claim):
         "the papers' random-reinitialisation control: the same masks' survivors re-drawn at "
         "random (reinit) with rewind_to k; the matching check must fail"
     )
-    full_time = "about 10 min on 2 cores (quick about 60 s)"
+    full_time = "not timed; about 8 min estimated from the quick mode (quick: 16 s of CPU)"
     threads = 1
     reproduces = False
     analysis = (

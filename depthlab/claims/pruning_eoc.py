@@ -108,7 +108,10 @@ class PruningEOC(Claim):
         f"the same criterion at sparsity {CONTROL_SPARSITY}, where rescaling changes σ_w² by "
         "about 10 %: both nets train, the gap criterion must fail"
     )
-    full_time = "about 4 min on 2 cores (quick about 40 s)"
+    full_time = (
+        "not timed; about 6 min estimated from the quick mode (quick: 46 s wall on a loaded "
+        "machine)"
+    )
     threads = 1
 
     def experiment(self, ctx: Context) -> Evidence:
