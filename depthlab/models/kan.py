@@ -75,13 +75,18 @@ def uniform_bspline_basis(x: torch.Tensor, grid: int, order: int, bound: float) 
     cell = torch.floor(u)
     inside = (u >= 0) & (u < grid + 2 * order)
     f = (u - cell).unsqueeze(-1)
-    vals = torch.ones_like(f)
-    for p in range(1, order + 1):
-        s = torch.arange(p + 1, dtype=x.dtype, device=x.device)
-        zero = torch.zeros_like(f)
-        left = torch.cat([vals, zero], -1)  # B_{j−s,p−1}, s = 0 … p
-        right = torch.cat([zero, vals], -1)  # B_{j−s+1,p−1}
-        vals = ((f + s) * left + (p + 1 - s - f) * right) / p
+    if order == 3:  # the cubic case in closed form: the recursion below, expanded
+        f2, g = f * f, 1 - f
+        f3 = f2 * f
+        vals = torch.cat((f3, -3 * f3 + 3 * f2 + 3 * f + 1, 3 * f3 - 6 * f2 + 4, g * g * g), -1) / 6
+    else:
+        vals = torch.ones_like(f)
+        for p in range(1, order + 1):
+            s = torch.arange(p + 1, dtype=x.dtype, device=x.device)
+            zero = torch.zeros_like(f)
+            left = torch.cat([vals, zero], -1)  # B_{j−s,p−1}, s = 0 … p
+            right = torch.cat([zero, vals], -1)  # B_{j−s+1,p−1}
+            vals = ((f + s) * left + (p + 1 - s - f) * right) / p
     idx = cell.long().unsqueeze(-1) - torch.arange(order + 1, device=x.device)
     valid = inside.unsqueeze(-1) & (idx >= 0) & (idx < n_basis)
     out = torch.zeros(*x.shape, n_basis, dtype=x.dtype, device=x.device)
