@@ -10,8 +10,14 @@ import math
 
 import pytest
 
-from depthlab.claims import get_claim, reproduce
-from depthlab.claims import hypernet_mip, kan_scaling, lottery_rewind, pruning_eoc
+from depthlab.claims import (
+    get_claim,
+    hypernet_mip,
+    kan_scaling,
+    lottery_rewind,
+    pruning_eoc,
+    reproduce,
+)
 
 TINY = {
     "pruning-eoc": (
@@ -45,7 +51,7 @@ def test_claim_runs_end_to_end_at_toy_scale(name, control, monkeypatch, tmp_path
 
 
 def test_scaling_exponent_recovers_a_known_power_law():
-    points = [(n, 3.0 * n ** -1.7) for n in (100, 200, 400, 800)]
+    points = [(n, 3.0 * n**-1.7) for n in (100, 200, 400, 800)]
     alpha, lo, hi = kan_scaling.exponent(points)
     assert alpha == pytest.approx(1.7) and lo == pytest.approx(1.7) and hi == pytest.approx(1.7)
     noisy = [(n, r * math.exp(0.1 * (-1) ** i)) for i, (n, r) in enumerate(points)]
