@@ -76,20 +76,29 @@ ORDER = (
     "ill-conditioned",
     "no progress",
     "low coverage",
+    "warm-up covers the trial",
+    "context",
 )
-#: Findings that only qualify what the probes saw; never the verdict's cause.
-WARNINGS = ("low coverage",)
+#: Findings that only qualify what the probes saw; never the verdict's cause. ``context`` is a
+#: theory rule outside its domain (``depthlab.diagnosis.rules``).
+WARNINGS = ("low coverage", "warm-up covers the trial", "context")
 SGD_FAMILY = ("sgd", "momentum")
 
 
 @dataclasses.dataclass(frozen=True)
 class Finding:
+    """One rule's or the trial's finding. ``rule``: the rule that made it (for ``context``, the
+    rule that stayed silent); ``domain``: its assumptions as checked on this network and setup,
+    each ``"assumption: holds|fails (why)"``."""
+
     verdict: str
     evidence: str
     advice: str
+    rule: str = ""
+    domain: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict[str, str]:
-        return dataclasses.asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "domain": list(self.domain)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,135 +172,13 @@ def assess(results: Mapping[str, Any], setup: Mapping[str, Any] | None = None) -
 def rule_findings(
     results: Mapping[str, Any], setup: Mapping[str, Any], advice: Any
 ) -> list[Finding]:
-    """Every theory rule and trial finding that fires, in ``ORDER``."""
-    findings: list[Finding] = []
-    signal, grads, ntk = results.get("signal"), results.get("gradients"), results.get("ntk")
-    if signal:
-        ratio, depth = signal["second_moment_ratio"], len(signal["layers"])
-        if ratio < VANISHING_SIGNAL:
-            fall = _times(1 / ratio if ratio > 0 else math.inf)
-            findings.append(
-                Finding(
-                    "vanishing signal",
-                    f"activation second moment falls {fall} over {depth} layers",
-                    advice.vanishing,
-                )
-            )
-        elif ratio > EXPLODING_SIGNAL:
-            findings.append(
-                Finding(
-                    "exploding signal",
-                    f"activation second moment grows {_times(ratio)} over {depth} layers",
-                    advice.exploding,
-                )
-            )
-        dead = [
-            row["dead_fraction"] for row in signal["layers"] if row.get("dead_fraction") is not None
-        ]
-        if dead and sum(dead) / len(dead) > DEAD_UNITS:
-            findings.append(
-                Finding(
-                    "dead units",
-                    f"{100 * sum(dead) / len(dead):.0f} % of units are constant over the batch",
-                    advice.dead,
-                )
-            )
-    if grads:
-        d = grads["delta_first_to_last"]
-        if d < VANISHING_GRADIENTS or grads["max_ratio"] < VANISHING_RATIO:
-            findings.append(
-                Finding(
-                    "vanishing gradients",
-                    f"‖∂L/∂h‖ at the first layer is {_times(1 / d if d > 0 else math.inf)} smaller "
-                    f"than at the last; largest ‖∇W‖/‖W‖ is {grads['max_ratio']:.2g}",
-                    advice.vanishing,
-                )
-            )
-        elif d > EXPLODING_GRADIENTS:
-            findings.append(
-                Finding(
-                    "exploding gradients",
-                    f"‖∂L/∂h‖ at the first layer is {_times(d)} larger than at the last",
-                    advice.exploding,
-                )
-            )
-    corr = results.get("correlation")
-    ratio, xi, source = depth_ratio(results)
-    if corr and ratio is not None and ratio > DEPTH_OVER_XI:
-        last = corr.get("last_mean_correlation")
-        if last is None:
-            last = corr["layers"][-1]["mean_correlation"]
-        rising = last > corr.get("input_mean", 0.0)
-        name = "correlation collapse" if rising else "chaotic"
-        what = (
-            "inputs become indistinguishable (correlations → 1)"
-            if rising
-            else "inputs decorrelate (every pair ends at the same correlation)"
-        )
-        bound = "≤ " if source == "measured" and corr.get("xi_c_is_bound") else ""
-        findings.append(
-            Finding(
-                name,
-                f"depth {corr['depth']} is {ratio:.3g} × the {source} correlation "
-                f"length ξ_c = {bound}{xi:.3g} layers (trainable to ≈ 6 ξ_c): {what}",
-                advice.correlation(rising),
-            )
-        )
-    # A kernel on N samples with K outputs can be full rank only if the net has ≥ N·K
-    # parameters; a smaller net (a linear model) is singular by construction, not badly scaled.
-    if ntk and ntk.get("n_params", math.inf) >= ntk.get("n_samples", 0) * ntk.get("n_outputs", 1):
-        cond = ntk.get("condition_number", 0)
-        is_bound = bool(ntk.get("condition_number_is_bound"))
-        # a lower bound fires only when the bound itself is above the threshold
-        if cond > ILL_CONDITIONED:
-            findings.append(
-                Finding(
-                    "ill-conditioned",
-                    f"the empirical NTK's condition number is {'≥ ' if is_bound else ''}"
-                    f"{cond:.2g}: gradient descent moves along its smallest directions "
-                    f"{cond:.0e}× slower than along its largest",
-                    advice.conditioning,
-                )
-            )
-    hessian = results.get("hessian") or {}
-    top = hessian.get("top_eigenvalues") or []
-    if not top and (results.get("stability") or {}).get("lambda_max"):
-        top = [results["stability"]["lambda_max"]]
-    optimizer = str(setup.get("optimizer", "adam"))
-    if top and optimizer in SGD_FAMILY and "lr" in setup and top[0] > 0:
-        beta = float(setup.get("momentum", 0.9)) if optimizer == "momentum" else 0.0
-        limit = 2 * (1 + beta) / top[0]
-        if float(setup["lr"]) > STABLE_STEP * limit:
-            findings.append(
-                Finding(
-                    "unstable step size",
-                    f"lr {float(setup['lr']):.3g} is above the edge of stability "
-                    f"2(1 + β)/λ_max = {limit:.3g} (λ_max = {top[0]:.3g}, β = {beta:g})",
-                    advice.step_size(limit),
-                )
-            )
-    trial = results.get("trial")
-    if trial:
-        if trial.get("diverged"):
-            findings.append(
-                Finding(
-                    "diverges",
-                    f"the trial's loss became NaN/inf at step {trial['diverged_step']} of "
-                    f"{trial['planned_steps']} ({trial['optimizer']}, lr {trial['lr']:.3g})",
-                    advice.diverges,
-                )
-            )
-        elif _trial_progress(trial) < calibrated.NO_PROGRESS:
-            findings.append(
-                Finding(
-                    "no progress",
-                    f"after {trial.get('steps', '?')} trial steps "
-                    f"({100 * trial.get('fraction_of_budget', 0.0):.0f} % "
-                    f"of the budget) the loss is {trial['loss_after_ratio']:.3g} × the constant "
-                    f"predictor's {trial['baseline_loss']:.3g}",
-                    advice.slow,
-                )
-            )
+    """Every theory rule (``depthlab.diagnosis.rules``: a cause inside its domain, a
+    ``context`` note outside it) and trial finding that fires, in ``ORDER``."""
+    from depthlab.diagnosis import rules
+
+    findings = rules.theory_findings(results, setup, advice)
+    findings += rules.warmup_findings(results, setup)
+    findings += _trial_findings(results, setup, advice)
     coverage = results.get("coverage")
     if coverage and coverage.get("fraction", 1.0) < LOW_COVERAGE:
         findings.append(
@@ -304,6 +191,46 @@ def rule_findings(
         )
     findings.sort(key=lambda f: ORDER.index(f.verdict))
     return findings
+
+
+def _trial_findings(
+    results: Mapping[str, Any], setup: Mapping[str, Any], advice: Any
+) -> list[Finding]:
+    """*diverges* and *no progress* from the trial; no progress inside the warm-up is context
+    (the trial saw a smaller step than the run's)."""
+    from depthlab.diagnosis.rules import CONTEXT_ADVICE, in_warmup
+
+    trial = results.get("trial")
+    if not trial:
+        return []
+    if trial.get("diverged"):
+        return [
+            Finding(
+                "diverges",
+                f"the trial's loss became NaN/inf at step {trial['diverged_step']} of "
+                f"{trial['planned_steps']} ({trial['optimizer']}, lr {trial['lr']:.3g})",
+                advice.diverges,
+            )
+        ]
+    if _trial_progress(trial) >= calibrated.NO_PROGRESS:
+        return []
+    evidence = (
+        f"after {trial.get('steps', '?')} trial steps "
+        f"({100 * trial.get('fraction_of_budget', 0.0):.0f} % of the budget) the loss is "
+        f"{trial['loss_after_ratio']:.3g} × the constant predictor's {trial['baseline_loss']:.3g}"
+    )
+    if in_warmup(results, setup):
+        return [
+            Finding(
+                "context",
+                f"no progress (trial) is silent here: trial past warm-up fails. It measured: "
+                f"{evidence}",
+                CONTEXT_ADVICE,
+                "no progress",
+                ("trial past warm-up: fails",),
+            )
+        ]
+    return [Finding("no progress", evidence, advice.slow, "no progress")]
 
 
 def depth_ratio(results: Mapping[str, Any]) -> tuple[float | None, float | None, str]:
