@@ -26,7 +26,8 @@ correlation collapse         inputs' relative distance δ at some < 1e3 ε    no
 correlation collapse /       depth / ξ_c (correlations rising /  > 6        no residual sum, no
 chaotic (depth law)          falling)                                       normalization, off a
                                                                             critical line,
-                                                                            zero-mean activation
+                                                                            zero-mean activation,
+                                                                            q at a fixed point
 dead units                   mean fraction of units constant     > 0.5      no residual sum
                              over the batch
 ill-conditioned              empirical NTK λ_max/λ_min           > 1e7      ≥ N·K parameters,
@@ -50,7 +51,10 @@ Why these domains:
   to every input, which drives the raw correlation to 1 while the inputs stay apart. The
   activation is called zero-mean when its mean holds at most half of the first hidden
   representation's second moment (the ``correlation`` probe's ``offset_share``; ReLU ≈ 0.3,
-  softplus ≈ 0.9).
+  softplus ≈ 0.9). ξ_c is the correlation map's rate at the length's fixed point q*: while the
+  signal vanishes or explodes (the signal rule's 1e-3 and 1e3) the layers are not there — a
+  signal shrinking into an activation's linear part keeps every correlation (GELU with
+  orthogonal weights: mean-field ξ_c 0.7 layers, measured correlations unchanged over 24).
 - *correlation collapse (resolution)*: inputs whose representations differ by less than 1e3 ε
   of their norm are rounding apart in every network (``depthlab.probes.correlation``), whatever
   the architecture or optimizer.
@@ -224,6 +228,16 @@ def _zero_mean(results: Mapping[str, Any], setup: Mapping[str, Any]) -> tuple[bo
     return holds, f"the mean holds {100 * share:.0f} % of the first hidden E[‖φ‖²]"
 
 
+def _fixed_point(results: Mapping[str, Any], setup: Mapping[str, Any]) -> tuple[bool, str]:
+    signal = results.get("signal") or {}
+    ratio = signal.get("second_moment_ratio")
+    if not isinstance(ratio, int | float):
+        return True, "signal not measured"
+    holds = VANISHING_SIGNAL <= ratio <= EXPLODING_SIGNAL
+    what = "settles" if holds else ("vanishes" if ratio < VANISHING_SIGNAL else "explodes")
+    return holds, f"E[h²] {what}: last/first = {ratio:.3g}"
+
+
 def _over_parameterised(results: Mapping[str, Any], setup: Mapping[str, Any]) -> tuple[bool, str]:
     ntk = results.get("ntk") or {}
     need = ntk.get("n_samples", 0) * ntk.get("n_outputs", 1)
@@ -239,6 +253,7 @@ ASSUMPTIONS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any]], tuple[bo
     "no normalization": _no_norm,
     "off a critical line": _off_critical,
     "zero-mean activation": _zero_mean,
+    "q at a fixed point": _fixed_point,
     "≥ N·K parameters": _over_parameterised,
 }
 
@@ -384,7 +399,13 @@ def _step_size(results: Mapping[str, Any], setup: Mapping[str, Any], advice: Any
 
 
 SCALE = ("optimizer keeps scale",)
-DEPTH_LAW = ("no residual sum", "no normalization", "off a critical line", "zero-mean activation")
+DEPTH_LAW = (
+    "no residual sum",
+    "no normalization",
+    "off a critical line",
+    "zero-mean activation",
+    "q at a fixed point",
+)
 
 #: The theory rules in the order they are checked. Other rules join by appending a ``Rule``.
 RULES: list[Rule] = [
