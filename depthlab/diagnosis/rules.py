@@ -46,7 +46,9 @@ Why these domains:
 - *depth law*: Schoenholz et al. 2017 derive ξ_c and the trainable depth ≈ 6 ξ_c for plain
   feed-forward nets off criticality, where the correlation map approaches its fixed point at an
   exponential rate. Residual sums make the approach polynomial (Yang & Schoenholz 2017), as do
-  critical lines (ReLU at He init, any init where the ``meanfield`` probe finds χ₁ = 1);
+  critical lines (ReLU at He init, any init where the ``meanfield`` probe finds χ₁ = 1; where
+  it does not apply, a positively homogeneous activation — ReLU, leaky ReLU — whose correlation
+  map at zero bias has slope 1 at c = 1 for every weight scale);
   normalization layers change the map; an activation with a non-zero mean adds a vector common
   to every input, which drives the raw correlation to 1 while the inputs stay apart. The
   activation is called zero-mean when its mean holds at most half of the first hidden
@@ -100,6 +102,8 @@ ZERO_MEAN_SHARE = 0.5
 #: largest step loss exceeds this multiple of its first, triggers the edge-of-stability check.
 HIGH_START = 3.0
 LOSS_SPIKE = 2.0
+#: Positively homogeneous activations (by module type): at zero bias always on a critical line.
+HOMOGENEOUS = frozenset({"ReLU", "LeakyReLU", "PReLU"})
 CONTEXT_ADVICE = "none from this rule: its law does not hold for this network and setup"
 
 
@@ -216,6 +220,11 @@ def _off_critical(results: Mapping[str, Any], setup: Mapping[str, Any]) -> tuple
         return False, f"mean-field χ₁ = {chi:.3g}: on the critical line, a polynomial law"
     if mf.get("phase"):
         return True, f"mean-field phase {mf['phase']}"
+    acts = set((results.get("architecture") or {}).get("activations") or [])
+    if acts and acts <= HOMOGENEOUS:
+        # φ(a x) = a φ(x) for a > 0: at zero bias the correlation map does not depend on the
+        # scale and its slope at c = 1 is 1 for every σ_w² (the arc-cosine kernel)
+        return False, f"{', '.join(sorted(acts))} is positively homogeneous: a polynomial law"
     return True, "meanfield did not apply; ξ_c measured"
 
 

@@ -3,21 +3,30 @@
 A diagnosis answers "will *this* network train *with this optimizer, learning rate and budget*".
 Two kinds of evidence meet here:
 
-*Theory rules* read one probe each and fire above a documented threshold:
+*Theory rules* (``depthlab.diagnosis.rules``) read one probe each, fire above a documented
+threshold, and are a *cause* only inside their domain — the assumptions each states, checked on
+the network and setup; outside it they are ``context`` notes, never the verdict:
 
-============================ ============================================== ===============
-verdict                      rule                                           threshold
-============================ ============================================== ===============
-exploding signal             last/first layer pre-activation second moment  > 1e3
-vanishing signal             last/first layer pre-activation second moment  < 1e-3
-exploding gradients          ‖∂L/∂h¹‖ / ‖∂L/∂h^L‖                           > 1e3
-vanishing gradients          ‖∂L/∂h¹‖ / ‖∂L/∂h^L‖, or every ‖∇W‖/‖W‖       < 1e-3, < 1e-6
-correlation collapse         depth / measured ξ_c, correlations rising      > 6
-chaotic                      depth / measured ξ_c, correlations falling     > 6
-dead units                   mean fraction of units dead over the batch     > 0.5
-ill-conditioned              empirical NTK condition number λ_max/λ_min     > 1e7
-unstable step size           SGD lr above 2(1 + β)/λ_max of the Hessian     > 1
-============================ ============================================== ===============
+============================ ========================================== ======= ===============
+verdict                      rule                                       thresh. domain
+============================ ========================================== ======= ===============
+exploding signal             last/first layer pre-activation E[h²]      > 1e3   SGD family [1]
+vanishing signal             last/first layer pre-activation E[h²]      < 1e-3  SGD family [1]
+exploding gradients          ‖∂L/∂h¹‖ / ‖∂L/∂h^L‖                       > 1e3   SGD family [1]
+vanishing gradients          same, or every ‖∇W‖/‖W‖                    < 1e-3, SGD family [1]
+                                                                        < 1e-6
+correlation collapse         inputs' relative distance / float ε        < 1e3   any network
+correlation collapse         depth / ξ_c, correlations rising           > 6     plain net [2]
+chaotic                      depth / ξ_c, correlations falling          > 6     plain net [2]
+dead units                   mean fraction of units dead over the batch > 0.5   no residual sum
+ill-conditioned              empirical NTK condition number             > 1e7   ≥ N·K params,
+                                                                                SGD family
+unstable step size           SGD lr above 2(1 + β)/λ_max of the Hessian > 1     SGD family
+============================ ========================================== ======= ===============
+
+[1] Or values exactly zero, underflowed or non-finite: Adam-family optimizers undo a finite
+scale. [2] No residual sum, no normalization, off a critical line, zero-mean activation, q at
+its fixed point: where the approach to c* is exponential.
 
 The depth rule is Schoenholz et al. 2017's: signals propagate, and networks train, to a depth
 of about 6 ξ_c. The NTK rule applies only to networks with at least N·K parameters (N samples,
@@ -25,12 +34,13 @@ K outputs; a smaller net's kernel is singular by construction) and never fires o
 number that is only a numerical lower bound below the threshold. The step-size rule is the edge
 of stability (Cohen et al. 2021): gradient descent with momentum β is stable on a quadratic only
 while lr · λ_max < 2(1 + β); λ_max comes from the ``hessian`` probe, or is worked out (Lanczos
-to 1 %, ``stability`` in the diagnosis) when an SGD-family trial goes unstable.
+to 1 %, ``stability`` in the diagnosis) when an SGD-family trial diverges, spikes or starts
+far above the constant predictor (``rules.needs_stability``).
 
 *The trial* (``depthlab.probes.trial``) trains a copy for a few percent of the budget with the
 user's own setup — the run's own first steps: same initial weights, batches and schedule. A loss
 that turns NaN/inf is *diverges* and sets P(trains) to 0; no progress toward the best constant
-predictor is *no progress*.
+predictor is *no progress* (context when the trial saw only the warm-up, which is flagged).
 
 ``p_trains`` — the probability that the network gets at least halfway from chance to a shallow
 reference net within the budget — comes from a logistic model per optimizer family (SGD family:

@@ -130,6 +130,12 @@ def test_the_depth_law_is_silent_on_a_critical_line():
     assert {c["assumption"] for c in table["depth law"]["checks"] if not c["holds"]} == {
         "off a critical line"
     }
+    # where mean-field theory does not apply, a ReLU net is still on its critical c-line
+    relu = {
+        "correlation": _corr(),
+        "architecture": {**PLAIN, "kind": "cnn", "activations": ["ReLU"]},
+    }
+    assert _silent(relu, SGD, "correlation collapse", "depth law")
 
 
 def test_inputs_below_float_resolution_collapse_in_every_network_and_setup():
