@@ -1,5 +1,6 @@
 """Diagnosis: run the probes on a network and turn their numbers into a verdict."""
 
+from depthlab.diagnosis.engine import Curve, Decision, Setup, VerdictEngine
 from depthlab.diagnosis.run import (
     ALL_PROBES,
     DEFAULT_PROBES,
@@ -13,8 +14,12 @@ __all__ = [
     "ALL_PROBES",
     "DEFAULT_PROBES",
     "Assessment",
+    "Curve",
+    "Decision",
     "DiagnoseOptions",
     "Finding",
+    "Setup",
+    "VerdictEngine",
     "assess",
     "check_input",
     "diagnose",
