@@ -95,6 +95,7 @@ from depthlab.diagnosis.verdict import (
     Finding,
     _times,
 )
+from depthlab.exceptions import UnknownComponentError
 
 #: The activation is zero-mean while its mean holds at most this share of the second moment.
 ZERO_MEAN_SHARE = 0.5
@@ -469,6 +470,15 @@ def theory_findings(
             )
         )
     return out
+
+
+def applies(name: str, results: Mapping[str, Any], setup: Mapping[str, Any]) -> bool:
+    """Whether every assumption of the rule called ``name`` holds here (e.g. ``"depth law"``:
+    whether depth / ξ_c means anything for this network, as a feature too)."""
+    rule = next((r for r in RULES if r.name == name), None)
+    if rule is None:
+        raise UnknownComponentError("rule", name, [r.name for r in RULES])
+    return all(c.holds for c in check(rule, results, setup))
 
 
 def domains(results: Mapping[str, Any], setup: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -143,7 +143,7 @@ def training_setup(options: DiagnoseOptions, n_samples: int) -> dict[str, Any]:
         "batch_size": train.batch_size,
         "epochs": train.epochs,
         "budget_steps": budget_steps(train, n_samples),
-        "warmup_steps": train.warmup_epochs * per_epoch,
+        "warmup_steps": math.ceil(train.warmup_epochs * per_epoch),
         "assumed": options.train is None,
     }
 

@@ -10,6 +10,7 @@ from depthlab.diagnosis import DiagnoseOptions, diagnose, judge
 from depthlab.diagnosis import rules as r
 from depthlab.diagnosis.run import training_setup
 from depthlab.diagnosis.verdict import WARNINGS, assess
+from depthlab.exceptions import UnknownComponentError
 from depthlab.probes import ProbeBatch
 from depthlab.spec import TrainSpec
 
@@ -126,7 +127,10 @@ def test_the_depth_law_is_silent_on_a_critical_line():
     causes, findings = _causes(results, SGD)
     assert "correlation collapse" not in causes
     table = {row["rule"]: row for row in r.domains(results, SGD)}
-    assert not table["depth law"]["applies"]
+    assert not table["depth law"]["applies"] and not r.applies("depth law", results, SGD)
+    assert r.applies("depth law", {**results, "meanfield": {"phase": "ordered"}}, SGD)
+    with pytest.raises(UnknownComponentError, match="unknown rule 'depth'; choices: dead units"):
+        r.applies("depth", results, SGD)
     assert {c["assumption"] for c in table["depth law"]["checks"] if not c["holds"]} == {
         "off a critical line"
     }
@@ -212,7 +216,7 @@ def test_a_warmup_longer_than_the_trial_is_flagged_and_no_progress_is_context():
 def test_the_setup_states_the_warmup_in_steps():
     train = TrainSpec(batch_size=32, warmup_epochs=2.5, epochs=10)
     setup = training_setup(DiagnoseOptions(train=train), 128)
-    assert setup["warmup_steps"] == 10.0 and setup["budget_steps"] == 40
+    assert setup["warmup_steps"] == 10 and setup["budget_steps"] == 40
 
 
 # -- real networks, real probes ---------------------------------------------------------------
