@@ -129,7 +129,7 @@ def test_the_depth_law_is_silent_on_a_critical_line():
     table = {row["rule"]: row for row in r.domains(results, SGD)}
     assert not table["depth law"]["applies"] and not r.applies("depth law", results, SGD)
     assert r.applies("depth law", {**results, "meanfield": {"phase": "ordered"}}, SGD)
-    with pytest.raises(UnknownComponentError, match="unknown rule 'depth'; choices: dead units"):
+    with pytest.raises(UnknownComponentError, match="unknown rule 'depth'; choices: correlation"):
         r.applies("depth", results, SGD)
     assert {c["assumption"] for c in table["depth law"]["checks"] if not c["holds"]} == {
         "off a critical line"
