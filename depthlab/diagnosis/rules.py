@@ -152,6 +152,12 @@ def _gradients(results: Mapping[str, Any], setup: Mapping[str, Any], advice: Any
     if not grads:
         return None
     d = grads["delta_first_to_last"]
+    ends = {r["name"]: r.get("delta_norm") for r in grads.get("layers", [])}
+    first, last = (ends.get(name) for name in grads.get("role_layers") or ("", ""))
+    if first == 0 and last == 0:
+        # 0/0, no ratio: every branch behind a zero gate (ReZero, SkipInit at init) passes no
+        # ∂L/∂h until its gate moves, which the gate's own gradient does at the first step
+        return None
     if d < VANISHING_GRADIENTS or grads["max_ratio"] < VANISHING_RATIO:
         return Reading(
             "vanishing gradients",

@@ -298,3 +298,12 @@ def test_the_trial_applies_the_runs_techniques():
         norms.append(run_trial(model, batch, train, 4, 64)["grad_norm"])
     # σ² = 100 per entry: the noisy gradients' norm is far above the clean one's at every step
     assert all(noisy > 10 * clean for clean, noisy in zip(*norms, strict=True))
+
+
+def test_a_rezero_net_at_init_is_not_called_exploding_gradients():
+    # every branch sits behind a zero gate: ∂L/∂h is 0 at both ends of the role, a 0/0 ratio
+    arch = ArchSpec(family="resmlp", depth=16, width=64, residual="rezero")
+    result = _diagnose(arch, TrainSpec(optimizer="sgd", lr=0.01))
+    assert result["gradients"]["delta_first_to_last"] == float("inf")  # the probe's raw ratio
+    assert not {"exploding gradients", "vanishing gradients"} & _cause_names(result)
+    assert not any(f["rule"] == "gradient scale" for f in result["findings"])
