@@ -147,6 +147,14 @@ def _over_parameterised(results: Mapping[str, Any], setup: Mapping[str, Any]) ->
     return have >= need, f"{have:g} parameters for N·K = {need:g}"
 
 
+def _independent(results: Mapping[str, Any], setup: Mapping[str, Any]) -> tuple[bool, str]:
+    from depthlab.diagnosis.graph_rules import is_graph_network
+
+    if is_graph_network(results):
+        return False, "a graph network: its nodes are coupled; oversmoothing stands in"
+    return True, "samples pass through the network one by one"
+
+
 #: Every assumption a rule may rest on, by the name the diagnosis prints.
 ASSUMPTIONS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any]], tuple[bool, str]]] = {
     "optimizer keeps scale": _keeps_scale,
@@ -156,5 +164,6 @@ ASSUMPTIONS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any]], tuple[bo
     "off a critical line": _off_critical,
     "zero-mean activation": _zero_mean,
     "q at a fixed point": _fixed_point,
+    "independent inputs": _independent,
     "≥ N·K parameters": _over_parameterised,
 }

@@ -21,10 +21,11 @@ vanishing signal             last/first pre-activation E[h²]     < 1e-3     opt
 exploding gradients          ‖∂L/∂h¹‖ / ‖∂L/∂h^L‖                > 1e3      optimizer keeps scale
 vanishing gradients          same, or every ‖∇W‖/‖W‖             < 1e-3,    optimizer keeps scale
                                                                  < 1e-6
-correlation collapse         inputs' relative distance δ at some < 1e3 ε    none (a measurement
-(resolution)                 layer, against float resolution                at float precision)
-correlation collapse /       depth / ξ_c (correlations rising /  > 6        no residual sum, no
-chaotic (depth law)          falling)                                       normalization, off a
+correlation collapse         inputs' relative distance δ at some < 1e3 ε    independent inputs
+(resolution)                 layer, against float resolution                (not a graph net)
+correlation collapse /       depth / ξ_c (correlations rising /  > 6        independent inputs,
+chaotic (depth law)          falling)                                       no residual sum, no
+                                                                            normalization, off a
                                                                             critical line,
                                                                             zero-mean activation,
                                                                             q at a fixed point
@@ -59,7 +60,9 @@ Why these domains:
   orthogonal weights: mean-field ξ_c 0.7 layers, measured correlations unchanged over 24).
 - *correlation collapse (resolution)*: inputs whose representations differ by less than 1e3 ε
   of their norm are rounding apart in every network (``depthlab.probes.correlation``), whatever
-  the architecture or optimizer.
+  the architecture or optimizer — of independent inputs: a graph network's nodes are coupled,
+  and its own rule, *oversmoothing* (``depthlab.diagnosis.graph_rules``), stands in for both
+  correlation rules.
 - *dead units*: a unit constant over the batch passes no gradient; behind a residual sum the
   skip path still carries the signal past it.
 - *ill-conditioned*: a kernel on N samples and K outputs is full rank only for ≥ N·K parameters;
@@ -271,6 +274,7 @@ def _step_size(results: Mapping[str, Any], setup: Mapping[str, Any], advice: Any
 
 SCALE = ("optimizer keeps scale",)
 DEPTH_LAW = (
+    "independent inputs",
     "no residual sum",
     "no normalization",
     "off a critical line",
@@ -282,7 +286,7 @@ DEPTH_LAW = (
 RULES: list[Rule] = [
     Rule("signal scale", "< 1e-3 or > 1e3", SCALE, _signal),
     Rule("gradient scale", "< 1e-3 or > 1e3; every ‖∇W‖/‖W‖ < 1e-6", SCALE, _gradients),
-    Rule("correlation collapse (resolution)", "δ < 1e3 ε", (), _resolution),
+    Rule("correlation collapse (resolution)", "δ < 1e3 ε", ("independent inputs",), _resolution),
     Rule("depth law", "depth > 6 ξ_c", DEPTH_LAW, _depth_law),
     Rule("dead units", "> 0.5", ("no residual sum",), _dead),
     Rule("ill-conditioned", "> 1e7", ("≥ N·K parameters", "SGD-family optimizer"), _conditioning),

@@ -15,7 +15,7 @@ vanishing signal             last/first layer pre-activation E[h²]      < 1e-3 
 exploding gradients          ‖∂L/∂h¹‖ / ‖∂L/∂h^L‖                       > 1e3   SGD family [1]
 vanishing gradients          same, or every ‖∇W‖/‖W‖                    < 1e-3, SGD family [1]
                                                                         < 1e-6
-correlation collapse         inputs' relative distance / float ε        < 1e3   any network
+correlation collapse         inputs' relative distance / float ε        < 1e3   not a graph net
 correlation collapse         depth / ξ_c, correlations rising           > 6     plain net [2]
 chaotic                      depth / ξ_c, correlations falling          > 6     plain net [2]
 dead units                   mean fraction of units dead over the batch > 0.5   no residual sum
@@ -25,8 +25,10 @@ unstable step size           SGD lr above 2(1 + β)/λ_max of the Hessian > 1   
 ============================ ========================================== ======= ===============
 
 [1] Or values exactly zero, underflowed or non-finite: Adam-family optimizers undo a finite
-scale. [2] No residual sum, no normalization, off a critical line, zero-mean activation, q at
-its fixed point: where the approach to c* is exponential.
+scale. [2] Independent inputs (not a graph net), no residual sum, no normalization, off a
+critical line, zero-mean activation, q at its fixed point: where the approach to c* is
+exponential. Graph networks get *oversmoothing* and *heterophily* instead
+(``depthlab.diagnosis.graph_rules``).
 
 The depth rule is Schoenholz et al. 2017's: signals propagate, and networks train, to a depth
 of about 6 ξ_c. The NTK rule applies only to networks with at least N·K parameters (N samples,
@@ -77,6 +79,7 @@ ORDER = (
     "diverges",
     "unstable step size",
     "exploding signal",
+    "oversmoothing",  # graph rules (depthlab.diagnosis.graph_rules): a graph net's own cause
     "vanishing signal",
     "exploding gradients",
     "vanishing gradients",
@@ -84,14 +87,16 @@ ORDER = (
     "chaotic",
     "dead units",
     "ill-conditioned",
+    "heterophily",  # graph rules (depthlab.diagnosis.graph_rules)
     "no progress",
     "low coverage",
     "warm-up covers the trial",
     "context",
 )
-#: Findings that only qualify what the probes saw; never the verdict's cause. ``context`` is a
-#: theory rule outside its domain (``depthlab.diagnosis.rules``).
-WARNINGS = ("low coverage", "warm-up covers the trial", "context")
+#: Findings that only qualify what the probes saw (or, heterophily, the accuracy to expect);
+#: never the verdict's cause. ``context`` is a theory rule outside its domain
+#: (``depthlab.diagnosis.rules``).
+WARNINGS = ("low coverage", "heterophily", "warm-up covers the trial", "context")
 SGD_FAMILY = ("sgd", "momentum")
 
 
@@ -185,8 +190,12 @@ def rule_findings(
     """Every theory rule (``depthlab.diagnosis.rules``: a cause inside its domain, a
     ``context`` note outside it) and trial finding that fires, in ``ORDER``."""
     from depthlab.diagnosis import rules
+    from depthlab.diagnosis.graph_rules import graph_findings
 
     findings = rules.theory_findings(results, setup, advice)
+    # graph rules (depthlab.diagnosis.graph_rules): oversmoothing and heterophily; for a graph
+    # network they stand in for the correlation rules, whose domain is independent inputs
+    findings += graph_findings(results, setup, advice)[0]
     findings += rules.warmup_findings(results, setup)
     findings += _trial_findings(results, setup, advice)
     coverage = results.get("coverage")
