@@ -152,6 +152,16 @@ def test_inputs_below_float_resolution_collapse_in_every_network_and_setup():
     )
 
 
+def test_a_graph_network_gets_neither_correlation_rule_as_a_cause():
+    graph = {**PLAIN, "kind": "graph"}
+    lost = {"correlation": _corr(indistinguishable=3), "architecture": graph}
+    causes, findings = _causes(lost, SGD)
+    assert not {"correlation collapse", "chaotic"} & causes
+    notes = [f for f in findings if f.verdict == "context"]
+    assert {f.rule for f in notes} == {"correlation collapse (resolution)", "depth law"}
+    assert all("independent inputs: fails" in " ".join(f.domain) for f in notes)
+
+
 def test_dead_units_are_context_behind_a_residual_sum():
     signal = {**_signal(1.0), "layers": [{"name": "0", "second_moment": 1.0, "dead_fraction": 0.9}]}
     assert "dead units" in _causes({"signal": signal, "architecture": PLAIN}, SGD)[0]
