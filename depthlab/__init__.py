@@ -28,6 +28,16 @@ from depthlab.train import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # Monitor lives in depthlab.watch, imported on first use (it pulls in the verdict engine).
+    if name == "Monitor":
+        from depthlab.watch import Monitor
+
+        return Monitor
+    raise AttributeError(f"module 'depthlab' has no attribute {name!r}")
+
+
 __all__ = [
     "ArchSpec",
     "Callback",
@@ -35,6 +45,7 @@ __all__ = [
     "DataSpec",
     "Dataset",
     "DepthlabError",
+    "Monitor",
     "ProbeError",
     "RunSpec",
     "RunState",
