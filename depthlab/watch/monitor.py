@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 import warnings
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,7 @@ class Monitor:
         self.problems: list[str] = []
         self.theory: dict[str, Any] | None = theory
         self._passive = False
+        self._news = False
         self._step = 0
         self._diverged_at: int | None = None
         self._user_baseline = baseline_loss
@@ -111,12 +113,22 @@ class Monitor:
         self._guard(self._start, diagnose_batch)
 
     # ------------------------------------------------------------------ the run's side
-    def step(self, loss: torch.Tensor | float, batch: Any = None) -> None:
+    def step(
+        self,
+        loss: torch.Tensor | float,
+        batch: Any = None,
+        *,
+        grad_norm: torch.Tensor | float | None = None,
+    ) -> bool:
         """Record the optimizer step just taken: its minibatch ``loss`` (a tensor or a float)
-        and, optionally, its ``batch`` (labels give the baseline; see the module doc)."""
+        and, optionally, its ``batch`` (labels give the baseline; see the module doc) and the
+        global gradient norm (when not given, read from the parameters' ``.grad``). Returns
+        whether the verdict was looked at or layer statistics taken (something to log)."""
+        self._news = False
         if not self._passive:
-            self._guard(self._observe, loss, batch)
+            self._guard(self._observe, loss, batch, grad_norm)
         self._step += 1
+        return self._news
 
     @property
     def decision(self) -> Decision:
@@ -163,16 +175,20 @@ class Monitor:
     def _start(self, diagnose_batch: tuple[torch.Tensor, torch.Tensor] | None) -> None:
         if diagnose_batch is not None and self.theory is None:
             x, y = diagnose_batch
-            self.diagnose(x, y, quiet_skip=False)
+            self._diagnose(x, y, False)
         if self.stats is not None:
             self.stats.arm()  # step 0 is a statistics step: the network as it starts
 
     def diagnose(self, x: torch.Tensor, y: torch.Tensor, *, quiet_skip: bool = True) -> None:
         """Diagnose the network on ``(x, y)`` now (it should be at initialisation) and give the
         result to the engine as theory. A model the probes do not apply to is logged (or, with
-        ``quiet_skip=False``, warned about); probes that raise are one warning."""
-        if self._step:
+        ``quiet_skip=False``, warned about); probes that raise are one warning; anything else
+        that goes wrong turns the monitor passive (one warning)."""
+        if self._step or self._passive:
             return
+        self._guard(self._diagnose, x, y, quiet_skip)
+
+    def _diagnose(self, x: torch.Tensor, y: torch.Tensor, quiet_skip: bool) -> None:
         result, problem = theory_at_init(self.model, x, y, self.setup, name=self.name)
         if result is not None:
             result.pop("trial", None)
@@ -183,9 +199,11 @@ class Monitor:
             if result is None and quiet_skip:
                 log.info("depthlab: %s", problem)
             else:
-                warnings.warn(f"depthlab: {problem}", RuntimeWarning, stacklevel=3)
+                _warn(f"depthlab: {problem}")
 
-    def _observe(self, loss: torch.Tensor | float, batch: Any) -> None:
+    def _observe(
+        self, loss: torch.Tensor | float, batch: Any, grad_norm: torch.Tensor | float | None
+    ) -> None:
         step = self._step
         engine = self.engine
         watching = not engine.done and self._diverged_at is None
@@ -195,15 +213,17 @@ class Monitor:
             if y is not None:
                 self._baseline.add(y)
         if watching or stats_now or (self.every and step % self.every == 0):
-            value, norm = self._read(loss, with_norm=watching)
+            value, norm = self._read(loss, with_norm=watching, grad_norm=grad_norm)
             self._trace_add(step, value)
             if watching:
                 self._feed(step, value, norm)
             if not (math.isfinite(value) and (norm is None or math.isfinite(norm))):
+                self._news |= self._diverged_at is None
                 self._diverged_at = step if self._diverged_at is None else self._diverged_at
         if self.stats is not None:
             if stats_now:
                 self.stats.collect(step)
+                self._news = True
             nxt = step + 1
             if self.every and (nxt % self.every == 0) and self._diverged_at is None:
                 self.stats.arm()
@@ -222,6 +242,7 @@ class Monitor:
         if step >= self._first_look - 1:
             self._pending = []
         if decision is not None:
+            self._news = True
             log.info(
                 "depthlab: step %d/%d: %s (P(trains) = %.2f%s)",
                 step + 1,
@@ -231,18 +252,27 @@ class Monitor:
                 ", decided" if decision.decided else "",
             )
 
-    def _read(self, loss: torch.Tensor | float, *, with_norm: bool) -> tuple[float, float | None]:
-        """The loss as a float and, with ``with_norm``, ‖∇_θ L‖₂ of the gradients in ``.grad``:
-        one device-to-host transfer for both."""
-        grads = [p.grad for p in self._params if p.grad is not None] if with_norm else []
+    def _read(
+        self,
+        loss: torch.Tensor | float,
+        *,
+        with_norm: bool,
+        grad_norm: torch.Tensor | float | None = None,
+    ) -> tuple[float, float | None]:
+        """The loss as a float and, with ``with_norm``, ‖∇_θ L‖₂ (``grad_norm``, or that of the
+        gradients in ``.grad``): one device-to-host transfer for both."""
+        norm_t: torch.Tensor | float | None = grad_norm if with_norm else None
+        if with_norm and norm_t is None:
+            grads = [p.grad for p in self._params if p.grad is not None]
+            norm_t = torch.nn.utils.get_total_norm(grads) if grads else None
         if not isinstance(loss, torch.Tensor):
-            norm = float(torch.nn.utils.get_total_norm(grads)) if grads else None
-            return float(loss), norm
+            return float(loss), None if norm_t is None else float(norm_t)
         value = loss.detach().float().mean()
-        if not grads:
+        if norm_t is None:
             return float(value), None
-        norm_t = torch.nn.utils.get_total_norm(grads).float().to(value.device)
-        both = torch.stack([value, norm_t]).tolist()
+        if not isinstance(norm_t, torch.Tensor):
+            return float(value), float(norm_t)
+        both = torch.stack([value, norm_t.detach().float().to(value.device)]).tolist()
         return float(both[0]), float(both[1])
 
     def _trace_add(self, step: int, value: float) -> None:
@@ -271,11 +301,7 @@ class Monitor:
         if not self._passive:
             self._passive = True
             self.problems.append(f"stopped watching: {one_line(exc)}")
-            warnings.warn(
-                f"depthlab: the monitor stopped watching ({one_line(exc)}); training goes on",
-                RuntimeWarning,
-                stacklevel=4,
-            )
+            _warn(f"depthlab: the monitor stopped watching ({one_line(exc)}); training goes on")
 
     def close(self) -> None:
         """Remove every hook (the run is over)."""
@@ -284,14 +310,25 @@ class Monitor:
 
     # ------------------------------------------------------------------ results
     def metrics(self) -> dict[str, float]:
-        """Numbers for a logger: ``p_trains``, ``predicted_progress``, ``decided``, ``stop``."""
+        """Numbers for a logger: ``p_trains``, ``predicted_progress``, ``decided``, ``stop``
+        and, from the latest layer statistics, the median and largest update/weight ratio over
+        the layers and the last layer's signal second moment over the first's."""
         d = self.decision
-        return {
+        out = {
             "p_trains": float(self.p_trains),
             "predicted_progress": 0.0 if self._diverged_at is not None else d.predicted_progress,
             "decided": float(self.decided),
             "stop": float(self.should_stop),
         }
+        rows = self.stats.last() if self.stats is not None else {}
+        updates = [r["update_ratio"] for r in rows.values() if r["update_ratio"] is not None]
+        if updates:
+            out["update_ratio_median"] = float(statistics.median(updates))
+            out["update_ratio_max"] = max(updates)
+        signals = [r["signal"] for r in rows.values() if r["signal"] is not None]
+        if len(signals) >= 2 and signals[0] > 0:
+            out["signal_last_over_first"] = signals[-1] / signals[0]
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """Everything the monitor knows, JSON-able (``depthlab._json`` writes non-finite floats)."""
@@ -327,3 +364,12 @@ class Monitor:
         from depthlab.watch.report import write_watch_report
 
         return write_watch_report(self.to_dict(), path, title=f"depthlab watch: {self.name}")
+
+
+def _warn(message: str) -> None:
+    """One ``RuntimeWarning``; where warnings are turned into errors, a log line instead (the
+    run being watched must not end because of its observer)."""
+    try:
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+    except Exception:  # noqa: BLE001 - `-W error` turned it into an exception
+        log.warning(message)
