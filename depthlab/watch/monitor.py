@@ -179,17 +179,28 @@ class Monitor:
         if self.stats is not None:
             self.stats.arm()  # step 0 is a statistics step: the network as it starts
 
-    def diagnose(self, x: torch.Tensor, y: torch.Tensor, *, quiet_skip: bool = True) -> None:
-        """Diagnose the network on ``(x, y)`` now (it should be at initialisation) and give the
-        result to the engine as theory. A model the probes do not apply to is logged (or, with
-        ``quiet_skip=False``, warned about); probes that raise are one warning; anything else
-        that goes wrong turns the monitor passive (one warning)."""
+    def diagnose(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        quiet_skip: bool = True,
+        model: nn.Module | None = None,
+    ) -> None:
+        """Diagnose the network (or ``model``, a view of it whose forward returns a tensor) on
+        ``(x, y)`` now, at initialisation, and give the result to the engine as theory. A model
+        the probes do not apply to is logged (or, with ``quiet_skip=False``, warned about);
+        probes that raise are one warning; anything else that goes wrong turns the monitor
+        passive (one warning)."""
         if self._step or self._passive:
             return
-        self._guard(self._diagnose, x, y, quiet_skip)
+        self._guard(self._diagnose, x, y, quiet_skip, model)
 
-    def _diagnose(self, x: torch.Tensor, y: torch.Tensor, quiet_skip: bool) -> None:
-        result, problem = theory_at_init(self.model, x, y, self.setup, name=self.name)
+    def _diagnose(
+        self, x: torch.Tensor, y: torch.Tensor, quiet_skip: bool, model: nn.Module | None = None
+    ) -> None:
+        net = self.model if model is None else model
+        result, problem = theory_at_init(net, x, y, self.setup, name=self.name)
         if result is not None:
             result.pop("trial", None)
             self.theory = result
