@@ -88,8 +88,9 @@ def inputs_of(batch: Any) -> tuple[torch.Tensor | None, str | None]:
 
 class Baseline:
     """The loss of the best constant prediction, from the labels of the batches seen so far:
-    the entropy of the label frequencies (nats) for integer labels — negative ones, such as
-    the ``-100`` of ignored tokens, left out — or the mean per-output variance of real targets.
+    the entropy of the label frequencies (nats, with the Miller-Madow correction for the few
+    labels of the first batches) for integer labels — negative ones, such as the ``-100`` of
+    ignored tokens, left out — or the mean per-output variance of real targets.
     Counts stay on the batch's device until :meth:`value` (one transfer)."""
 
     def __init__(self) -> None:
@@ -116,9 +117,11 @@ class Baseline:
 
     def value(self) -> float | None:
         if self._counts is not None and int(self._counts.sum()) > 0:
-            freq = self._counts.double() / self._counts.sum()
+            n = float(self._counts.sum())
+            freq = self._counts.double() / n
             freq = freq[freq > 0]
-            return float(-(freq * freq.log()).sum())
+            # Miller-Madow: the plug-in entropy of n labels is low by about (K - 1) / 2n
+            return float(-(freq * freq.log()).sum()) + (len(freq) - 1) / (2 * n)
         if self._sums is not None and float(self._sums[0, 0]) > 1:
             n, s, q = self._sums
             return float((q / n - (s / n).square()).clamp_min(0).mean())
