@@ -91,7 +91,9 @@ def train(
     threads: Annotated[int, typer.Option(min=0, help=THREADS_HELP)] = 0,
     watch: Annotated[
         bool,
-        typer.Option(help="Judge the run on its own first steps; stop it (STOPPED) if it won't train."),
+        typer.Option(
+            help="Judge the run on its own first steps; stop it (STOPPED) if it won't train."
+        ),
     ] = False,
 ) -> None:
     """Train the network a run file describes. Exit 0 complete (or stopped by --watch),

@@ -30,7 +30,15 @@ from depthlab import _json
 from depthlab.exceptions import StoreError
 from depthlab.train.result import RunState
 
-__all__ = ["RETRYABLE", "TERMINAL_STATES", "AbstractStore", "RunRecord", "RunState", "from_json", "to_json"]
+__all__ = [
+    "RETRYABLE",
+    "TERMINAL_STATES",
+    "AbstractStore",
+    "RunRecord",
+    "RunState",
+    "from_json",
+    "to_json",
+]
 
 #: States a run ends in; ``finish`` accepts only these.
 TERMINAL_STATES = frozenset(

@@ -110,7 +110,9 @@ class Baseline:
             self._counts = counts if self._counts is None else self._counts + counts
         elif y.is_floating_point():
             flat = y.reshape(len(y), -1).double()
-            sums = torch.stack([torch.full_like(flat[0], len(flat)), flat.sum(0), flat.square().sum(0)])
+            sums = torch.stack(
+                [torch.full_like(flat[0], len(flat)), flat.sum(0), flat.square().sum(0)]
+            )
             if self._sums is None or self._sums.shape == sums.shape:
                 self._sums = sums if self._sums is None else self._sums + sums
         self.batches += 1
@@ -132,9 +134,7 @@ class Baseline:
 def untouched_rng(model: nn.Module) -> Iterator[None]:
     """Whatever runs inside draws no number from the generators of the run: the CPU generator
     and those of the model's CUDA devices are restored on exit."""
-    devices = sorted(
-        {p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"}
-    )
+    devices = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
     with torch.random.fork_rng(devices=devices):
         yield
 

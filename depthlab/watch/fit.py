@@ -37,8 +37,9 @@ class WatchCallback(Callback):
         from depthlab.train.loop import loss_name
 
         spec, data = state.spec, state.data
-        graph = data.mask("train") is not None
-        n = int(data.mask("train").sum()) if graph else len(data.y_train)
+        mask = data.mask("train")
+        graph = mask is not None
+        n = int(mask.sum()) if mask is not None else len(data.y_train)
         batch = n if spec.batch_size == 0 or graph else min(spec.batch_size, n)
         per_epoch = math.ceil(n / batch)
         lname = loss_name(spec, data)

@@ -199,7 +199,9 @@ class DepthlabTrainerCallback(TrainerCallback):  # type: ignore[misc]
         labels, self._labels = self._labels, []
         if not labels:
             return None
-        return {"labels": labels[0] if len(labels) == 1 else torch.cat([t.reshape(-1) for t in labels])}
+        return {
+            "labels": labels[0] if len(labels) == 1 else torch.cat([t.reshape(-1) for t in labels])
+        }
 
     def _feed(self, state: Any, control: Any, loss: torch.Tensor | float, batch: Any) -> None:
         mon = self.monitor

@@ -60,7 +60,7 @@ class LayerStats:
         self.disarm()
         self._signal, self._gradient = {}, {}
         with torch.no_grad():
-            self._before = {n: m.weight.detach().clone() for n, m in self.layers}
+            self._before = {n: _weight(m).detach().clone() for n, m in self.layers}
         for name, module in self.layers:
             self._handles.append(module.register_forward_hook(self._forward_hook(name)))
 
@@ -77,9 +77,9 @@ class LayerStats:
                 return
             with torch.no_grad():
                 h = out.detach()
-                self._signal[name] = torch.linalg.vector_norm(h, dtype=torch.float32).square() / max(
-                    h.numel(), 1
-                )
+                self._signal[name] = torch.linalg.vector_norm(
+                    h, dtype=torch.float32
+                ).square() / max(h.numel(), 1)
             if out.requires_grad:
 
                 def on_grad(g: torch.Tensor) -> None:
@@ -99,7 +99,8 @@ class LayerStats:
         slots: list[tuple[str, str]] = []
         with torch.no_grad():
             for name, module in self.layers:
-                w = module.weight.detach()
+                weight = _weight(module)
+                w = weight.detach()
                 wn = torch.linalg.vector_norm(w, dtype=torch.float32)
                 if name in self._signal:
                     values.append(self._signal[name].to(w.device))
@@ -107,7 +108,7 @@ class LayerStats:
                 if name in self._gradient:
                     values.append(self._gradient[name].to(w.device))
                     slots.append((name, "gradient"))
-                grad = module.weight.grad
+                grad = weight.grad
                 if grad is not None:
                     values.append(torch.linalg.vector_norm(grad.detach(), dtype=torch.float32) / wn)
                     slots.append((name, "grad_ratio"))
@@ -150,6 +151,13 @@ class LayerStats:
             "stride": self.stride,
             "layers": {n: [list(r) for r in rows] for n, rows in self.rows.items()},
         }
+
+
+def _weight(module: nn.Module) -> torch.Tensor:
+    """A layer's own ``weight`` parameter (``is_layer`` guarantees one)."""
+    w = module._parameters["weight"]
+    assert w is not None
+    return w
 
 
 def _to_host(values: list[torch.Tensor]) -> list[float]:

@@ -38,7 +38,7 @@ try:
     from lightning.pytorch import Callback
 except ImportError:  # pragma: no cover - the standalone package, or nothing
     try:
-        from pytorch_lightning import Callback  # type: ignore[no-redef]
+        from pytorch_lightning import Callback  # type: ignore[assignment]
     except ImportError:
         raise ImportError(
             "DepthlabCallback needs Lightning: pip install 'depthlab[lightning]'"
@@ -91,7 +91,9 @@ class DepthlabCallback(Callback):  # type: ignore[misc]
         )
         self._last_step = trainer.global_step
 
-    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
+    ) -> None:
         mon = self.monitor
         if mon is None or self._diagnosed or not self.diagnose:
             return
@@ -164,4 +166,3 @@ class DepthlabCallback(Callback):  # type: ignore[misc]
                 logger.log_metrics(metrics, step=trainer.global_step)
             except Exception as exc:  # noqa: BLE001 - the run goes on unwatched
                 self.monitor.go_passive(exc)
-

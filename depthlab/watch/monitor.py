@@ -362,7 +362,10 @@ class Monitor:
             "baseline_loss": self.engine.baseline_loss,
             "findings": [f.to_dict() for f in d.findings],
             "engine": self.engine.curve(),
-            "loss_trace": {"step": [s for s, _ in self._trace], "loss": [v for _, v in self._trace]},
+            "loss_trace": {
+                "step": [s for s, _ in self._trace],
+                "loss": [v for _, v in self._trace],
+            },
             "layers": self.stats.to_dict() if self.stats is not None else None,
             "theory": {k: v for k, v in theory.items() if k != "architecture"} or None,
             "problems": list(self.problems),
