@@ -130,6 +130,22 @@ class Baseline:
         return None
 
 
+def stop_agreed(stop: bool, step: int, cap: int, every: int, device: torch.device) -> bool:
+    """In a multi-process run (``torch.distributed`` initialised), whether *any* process wants
+    to stop, so that all stop together instead of one waiting for the others forever. Each
+    process must ask at the same steps: every step up to the engine's cap, then every
+    ``every`` steps; between those a process's own wish is held back (``False``)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return stop
+    if step >= cap and (not every or step % every):
+        return False
+    flag = torch.tensor([1.0 if stop else 0.0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item() > 0)
+
+
 @contextlib.contextmanager
 def untouched_rng(model: nn.Module) -> Iterator[None]:
     """Whatever runs inside draws no number from the generators of the run: the CPU generator

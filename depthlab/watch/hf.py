@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from depthlab.watch.feed import inputs_of, labels_of
+from depthlab.watch.feed import inputs_of, labels_of, stop_agreed
 from depthlab.watch.monitor import STOP_ON, Monitor
 
 try:
@@ -206,15 +206,25 @@ class DepthlabTrainerCallback(TrainerCallback):  # type: ignore[misc]
     def _feed(self, state: Any, control: Any, loss: torch.Tensor | float, batch: Any) -> None:
         mon = self.monitor
         assert mon is not None
+        try:
+            self._step(state, control, loss, batch)
+        except Exception as exc:  # noqa: BLE001 - the run goes on unwatched
+            mon.go_passive(exc)
+
+    def _step(self, state: Any, control: Any, loss: torch.Tensor | float, batch: Any) -> None:
+        mon = self.monitor
+        assert mon is not None
         news = mon.step(loss, batch, grad_norm=self._grad_norm)
         self._grad_norm = None
         self._fed += 1
-        if news or mon.should_stop:
+        device = next(mon.model.parameters()).device
+        stop = stop_agreed(mon.should_stop, mon.steps - 1, mon.engine.cap, mon.every, device)
+        if news or stop:
             entry: dict[str, Any] = {f"depthlab/{k}": v for k, v in mon.metrics().items()}
             entry["depthlab/verdict"] = mon.verdict
             entry["step"] = state.global_step
             state.log_history.append(entry)
-        if mon.should_stop and not control.should_training_stop:
+        if stop and not control.should_training_stop:
             log.warning(
                 "depthlab: stopping the run at step %d of %d: %s (P(trains) = %.2f)",
                 mon.steps,

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from depthlab.watch.feed import inputs_of, labels_of
+from depthlab.watch.feed import inputs_of, labels_of, stop_agreed
 from depthlab.watch.monitor import STOP_ON, Monitor
 
 try:
@@ -122,6 +122,14 @@ class DepthlabCallback(Callback):  # type: ignore[misc]
         mon = self.monitor
         if mon is None or mon.passive:
             return
+        try:
+            self._after_batch(trainer, pl_module, outputs, batch)
+        except Exception as exc:  # noqa: BLE001 - the run goes on unwatched
+            mon.go_passive(exc)
+
+    def _after_batch(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any) -> None:
+        mon = self.monitor
+        assert mon is not None
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if isinstance(loss, torch.Tensor):
             self._losses.append(loss.detach())
@@ -132,9 +140,16 @@ class DepthlabCallback(Callback):  # type: ignore[misc]
         self._losses = []
         news = mon.step(step_loss, batch, grad_norm=self._grad_norm)
         self._grad_norm = None
-        if news or mon.should_stop:
+        stop = stop_agreed(
+            mon.should_stop,
+            mon.steps - 1,
+            mon.engine.cap,
+            self.every_n_steps,
+            pl_module.device,
+        )
+        if news or stop:
             self._log(trainer)
-        if mon.should_stop and not trainer.should_stop:
+        if stop and not trainer.should_stop:
             log.warning(
                 "depthlab: stopping the run at step %d of %d: %s (P(trains) = %.2f)",
                 mon.steps,
