@@ -15,10 +15,12 @@
      steps. An unwatched run that diverges already ends at its NaN step: that is its time.
    - *training runs wrongly stopped*: the share of runs labelled *trains* that ended STOPPED.
 3. **Overhead.** A plain PyTorch loop (the one ``Monitor``'s docstring shows) on runs that
-   train, with ``Monitor`` at its defaults (``every=100``, no diagnosis) and without it,
-   interleaved over rounds in one process; the median ratio of times, minus one.
+   train — three of the grid's (tiny: 64-wide MLPs, ~0.3 ms a step, the worst case for a fixed
+   per-step cost) and ``trainer_overhead.py``'s 4 × 256 MLP on MNIST-1D — with ``Monitor`` at
+   its defaults (``every=100``, no diagnosis) and without it, interleaved over rounds in one
+   process; the median ratio of times, minus one.
 
-    python bench/inloop.py [--rounds 5] [--quick] [--json out.json]
+    python bench/inloop.py [--rounds 5] [--quick] [--overhead-only] [--json out.json]
 
 Goals: saved ≥ 80 %, wrongly stopped ≤ 2 %, overhead ≤ 3 %. Times on a shared machine are
 noisy; step counts are exact.
@@ -46,6 +48,13 @@ from depthlab.watch.fit import WatchCallback
 DATA = {"name": "digits", "seed": 0}
 EPOCHS, BATCH = 13, 64  # about 300 steps on digits
 SETUPS = (("adam", 1e-3), ("momentum", 0.05), ("sgd", 20.0), ("adam", 0.3))
+#: The overhead's second setting: trainer_overhead.py's MLP (4 × 256 on MNIST-1D, 10 epochs).
+SIZED = {
+    "name": "mlp-4x256-mnist1d-adam-0.001",
+    "arch": {"family": "mlp", "depth": 4, "width": 256},
+    "data": {"name": "mnist1d", "seed": 0},
+    "train": {"optimizer": "adam", "lr": 1e-3, "epochs": 10, "batch_size": BATCH},
+}
 
 
 def grid(quick: bool) -> list[dict[str, Any]]:
@@ -126,9 +135,9 @@ def plain_loop(spec: RunSpec, monitor: bool) -> float:
     opt = torch.optim.Adam(model.parameters(), lr=spec.train.lr)
     x, y = data.x_train, data.y_train
     steps = spec.train.epochs * math.ceil(len(y) / BATCH)
-    mon = Monitor(model, opt, steps) if monitor else None
     gen = torch.Generator().manual_seed(0)
-    start = time.perf_counter()
+    start = time.perf_counter()  # the monitor's set-up counts too
+    mon = Monitor(model, opt, steps) if monitor else None
     for _ in range(spec.train.epochs):
         order = torch.randperm(len(y), generator=gen)
         for i in range(0, len(y), BATCH):
@@ -162,9 +171,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="A smaller grid (16 runs).")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None, help="Write every row and figure here.")
+    parser.add_argument("--overhead-only", action="store_true", help="Only part 3.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
+    if args.overhead_only:
+        picks = [s for s in grid(False) if s["train"]["optimizer"] == "adam"][:3:2]
+        over = overhead([*picks, SIZED], args.rounds)
+        print(f"Monitor overhead: {', '.join(f'{100 * v:+.2f} %' for v in over.values())}")
+        return
     specs = grid(args.quick)
     rows = labelled_and_watched(specs)
     bad = [r for r in rows if r["label"] is False]
@@ -176,8 +191,8 @@ def main() -> None:
     stopped_budget = [r["steps"] / r["budget"] for r in bad if r["state"] == "STOPPED"]
     wrongly = sum(r["state"] == "STOPPED" for r in good) / max(len(good), 1)
     healthy = [s for s, r in zip(specs, rows, strict=True) if r["label"] is True]
-    picks = healthy[:: max(1, len(healthy) // 4)][:4]
-    over = overhead(picks, args.rounds)
+    picks = healthy[:: max(1, len(healthy) // 3)][:3]
+    over = overhead([*picks, SIZED], args.rounds)
     ambiguous = sum(r["label"] is None for r in rows)
     print()
     print(f"runs: {len(rows)} ({len(good)} train, {len(bad)} do not, {ambiguous} ambiguous)")

@@ -95,6 +95,7 @@ class Monitor:
         self.problems: list[str] = []
         self.theory: dict[str, Any] | None = theory
         self._passive = False
+        self._watching = True  # the engine still looks (not done, no divergence)
         self._news = False
         self._step = 0
         self._diverged_at: int | None = None
@@ -125,7 +126,11 @@ class Monitor:
         global gradient norm (when not given, read from the parameters' ``.grad``). Returns
         whether the verdict was looked at or layer statistics taken (something to log)."""
         self._news = False
-        if not self._passive:
+        s, every = self._step, self.every
+        # the common case after the engine is done: nothing to read at this step
+        if not self._passive and (
+            self._watching or (every and (s % every == 0 or (s + 1) % every == 0))
+        ):
             self._guard(self._observe, loss, batch, grad_norm)
         self._step += 1
         return self._news
@@ -231,6 +236,7 @@ class Monitor:
             if not (math.isfinite(value) and (norm is None or math.isfinite(norm))):
                 self._news |= self._diverged_at is None
                 self._diverged_at = step if self._diverged_at is None else self._diverged_at
+            self._watching = not self.engine.done and self._diverged_at is None
         if self.stats is not None:
             if stats_now:
                 self.stats.collect(step)
