@@ -142,8 +142,11 @@ class Monitor:
 
     @property
     def verdict(self) -> str:
-        """``trainable``, a failure's cause, ``diverges`` or ``undecided``."""
-        return "diverges" if self._diverged_at is not None else self.decision.verdict
+        """``trainable``, a failure's cause, ``diverges`` or, until the engine decides,
+        ``undecided`` (its provisional lean is in ``decision``)."""
+        if self._diverged_at is not None:
+            return "diverges"
+        return self.decision.verdict if self.decision.decided else "undecided"
 
     @property
     def p_trains(self) -> float:
