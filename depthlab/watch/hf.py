@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from depthlab.watch.feed import inputs_of, labels_of, stop_agreed
-from depthlab.watch.monitor import STOP_ON, Monitor
+from depthlab.watch.monitor import STOP_ON, Monitor, norm_parts
 
 try:
     from transformers import TrainerCallback
@@ -157,7 +157,7 @@ class DepthlabTrainerCallback(TrainerCallback):  # type: ignore[misc]
             return
         try:
             grads = [p.grad for p in model.parameters() if p.grad is not None]
-            self._grad_norm = torch.nn.utils.get_total_norm(grads) if grads else None
+            self._grad_norm = norm_parts(grads)
         except Exception as exc:  # noqa: BLE001 - the run goes on unwatched
             mon.go_passive(exc)
 

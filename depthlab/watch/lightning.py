@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from depthlab.watch.feed import inputs_of, labels_of, stop_agreed
-from depthlab.watch.monitor import STOP_ON, Monitor
+from depthlab.watch.monitor import STOP_ON, Monitor, norm_parts
 
 try:
     from lightning.pytorch import Callback
@@ -112,7 +112,7 @@ class DepthlabCallback(Callback):  # type: ignore[misc]
             return
         try:
             grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
-            self._grad_norm = torch.nn.utils.get_total_norm(grads) if grads else None
+            self._grad_norm = norm_parts(grads)
         except Exception as exc:  # noqa: BLE001 - the run goes on unwatched
             mon.go_passive(exc)
 

@@ -279,21 +279,22 @@ class Monitor:
         with_norm: bool,
         grad_norm: torch.Tensor | float | None = None,
     ) -> tuple[float, float | None]:
-        """The loss as a float and, with ``with_norm``, ‖∇_θ L‖₂ (``grad_norm``, or that of the
-        gradients in ``.grad``): one device-to-host transfer for both."""
-        norm_t: torch.Tensor | float | None = grad_norm if with_norm else None
-        if with_norm and norm_t is None:
-            grads = [p.grad for p in self._params if p.grad is not None]
-            norm_t = torch.nn.utils.get_total_norm(grads) if grads else None
+        """The loss as a float and, with ``with_norm``, ‖∇_θ L‖₂ (from ``grad_norm``, a norm or
+        ``norm_parts``; else from the gradients in ``.grad``): one device-to-host transfer. The per-tensor norms come
+        back and are summed on the host (fewer kernel launches than a fused total norm, which
+        matters for small networks)."""
+        parts: torch.Tensor | float | None = grad_norm if with_norm else None
+        if with_norm and parts is None:
+            parts = norm_parts([p.grad for p in self._params if p.grad is not None])
         if not isinstance(loss, torch.Tensor):
-            return float(loss), None if norm_t is None else float(norm_t)
-        value = loss.detach().float().mean()
-        if norm_t is None:
+            return float(loss), None if parts is None else _total(parts)
+        value = loss.detach().float().reshape(1)
+        if parts is None:
             return float(value), None
-        if not isinstance(norm_t, torch.Tensor):
-            return float(value), float(norm_t)
-        both = torch.stack([value, norm_t.detach().float().to(value.device)]).tolist()
-        return float(both[0]), float(both[1])
+        if not isinstance(parts, torch.Tensor):
+            return float(value), float(parts)
+        both = torch.cat([value, parts.detach().float().reshape(-1).to(value.device)]).tolist()
+        return float(both[0]), math.sqrt(math.fsum(x * x for x in both[1:]))
 
     def _trace_add(self, step: int, value: float) -> None:
         if step % self._trace_stride:
@@ -387,6 +388,22 @@ class Monitor:
         from depthlab.watch.report import write_watch_report
 
         return write_watch_report(self.to_dict(), path, title=f"depthlab watch: {self.name}")
+
+
+def norm_parts(grads: list[torch.Tensor]) -> torch.Tensor | None:
+    """The 2-norms of ``grads`` as one float32 vector whose own norm is ‖∇_θ L‖₂ (the
+    gradients on one device and of one dtype; otherwise the total norm itself)."""
+    if not grads:
+        return None
+    if len({(g.device, g.dtype) for g in grads}) == 1:
+        return torch.stack(torch._foreach_norm(grads)).float()
+    return torch.nn.utils.get_total_norm(grads).float().reshape(1)
+
+
+def _total(parts: torch.Tensor | float) -> float:
+    if isinstance(parts, torch.Tensor):
+        return math.sqrt(math.fsum(x * x for x in parts.reshape(-1).tolist()))
+    return float(parts)
 
 
 def _warn(message: str) -> None:
