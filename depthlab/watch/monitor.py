@@ -280,9 +280,9 @@ class Monitor:
         grad_norm: torch.Tensor | float | None = None,
     ) -> tuple[float, float | None]:
         """The loss as a float and, with ``with_norm``, ‖∇_θ L‖₂ (from ``grad_norm``, a norm or
-        ``norm_parts``; else from the gradients in ``.grad``): one device-to-host transfer. The per-tensor norms come
-        back and are summed on the host (fewer kernel launches than a fused total norm, which
-        matters for small networks)."""
+        ``norm_parts``; else from the gradients in ``.grad``): one device-to-host transfer. The
+        per-tensor norms come back and are summed on the host (fewer kernel launches than a
+        fused total norm, which matters for small networks)."""
         parts: torch.Tensor | float | None = grad_norm if with_norm else None
         if with_norm and parts is None:
             parts = norm_parts([p.grad for p in self._params if p.grad is not None])
