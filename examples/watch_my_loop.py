@@ -52,8 +52,7 @@ for name, model in (("healthy", mlp(2, nn.ReLU)), ("30 sigmoid layers", mlp(30, 
     mon = train(model)
     print(
         f"{name}: {mon.verdict} (P(trains) = {mon.p_trains:.2f}), "
-        f"{mon.steps} of {mon.setup.budget_steps} steps"
-        + (" — stopped" if mon.should_stop else "")
+        f"{mon.steps} of {mon.setup.budget_steps} steps" + (" — stopped" if mon.should_stop else "")
     )
     for finding in mon.decision.findings[:1]:
         print(f"  {finding.verdict}: {finding.evidence}")
