@@ -32,6 +32,25 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+
+def _version(show: bool) -> None:
+    if show:
+        import depthlab
+
+        print(f"depthlab {depthlab.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Will this network train, why not, and how far from optimal is it?"""
+
+
 KINDS = (
     "archs",
     "datasets",
@@ -95,6 +114,9 @@ def train(
             help="Judge the run on its own first steps; stop it (STOPPED) if it won't train."
         ),
     ] = False,
+    tensorboard: Annotated[
+        Path | None, typer.Option(help="Write TensorBoard event files (curves, hparams) here.")
+    ] = None,
 ) -> None:
     """Train the network a run file describes. Exit 0 complete (or stopped by --watch),
     3 diverged, 4 failed."""
@@ -107,7 +129,17 @@ def train(
     run_spec = RunSpec.load(spec)
     watcher = _watcher(watch, out)
     callbacks = [watcher] if watcher is not None else []
-    result = run(run_spec, callbacks=callbacks, progress=None if not quiet else False)
+    loggers = []
+    if tensorboard is not None:
+        from depthlab.loggers import TensorBoard
+
+        loggers.append(TensorBoard(tensorboard))
+    result = run(
+        run_spec,
+        callbacks=callbacks,
+        progress=None if not quiet else False,
+        loggers=loggers,
+    )
     payload = result.to_dict()
     if watcher is not None:
         payload["watch"] = watcher.summary()
@@ -433,6 +465,10 @@ def sweep(
         bool, typer.Option(help="Run FAILED and DIVERGED runs again (COMPLETE ones never).")
     ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
+    tensorboard: Annotated[
+        Path | None,
+        typer.Option(help="Write each run's TensorBoard event files to DIR/<run name>."),
+    ] = None,
 ) -> None:
     """Run every run of a sweep not yet finished in the store; run it again to resume.
 
@@ -447,13 +483,35 @@ def sweep(
     # make() rejects an unknown executor name, as one line, before the sweep file is read.
     runner = make(executor, workers or None, address)
     spec = SweepSpec.load(sweep_file)
+    on_finished = None
+    if tensorboard is not None:
+        from depthlab._optional import require
+        from depthlab.sweep.tensorboard import write_run
+
+        require("tensorboard", "--tensorboard")
+        on_finished = lambda record: write_run(record, tensorboard, list(spec.axes))  # noqa: E731
     runner.start()  # an executor that cannot start fails before the store is created
     try:
         with SQLiteStore(store) as runs_db:
             try:
                 summary = run_sweep(
-                    spec, runs_db, runner, retry_failed=retry_failed, progress=not quiet
+                    spec,
+                    runs_db,
+                    runner,
+                    retry_failed=retry_failed,
+                    progress=not quiet,
+                    on_finished=on_finished,
                 )
+                if tensorboard is not None:  # runs finished by an earlier, resumed invocation
+                    from depthlab.sweep import sweep_records
+                    from depthlab.sweep.tensorboard import export_runs
+
+                    export_runs(
+                        sweep_records(runs_db, spec),
+                        tensorboard,
+                        list(spec.axes),
+                        missing_only=True,
+                    )
             except KeyboardInterrupt:
                 done = sum(1 for r in runs_db.runs() if r.is_terminal)
                 fail(
@@ -485,33 +543,9 @@ def _open_existing_store(path: Path):  # type: ignore[no-untyped-def]
     return SQLiteStore(path)
 
 
-@app.command()
-def runs(
-    store: Annotated[Path, typer.Option(help="The run store (SQLite file).")],
-    state: Annotated[
-        str | None,
-        typer.Option(
-            help="Only runs in this state: PENDING, RUNNING, COMPLETE, FAILED, DIVERGED, STOPPED."
-        ),
-    ] = None,
-    csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout instead of a table.")] = False,
-) -> None:
-    """List the runs in a store: name, state, final metrics, time, error."""
-    from depthlab.cli.tables import print_runs, write_runs_csv
-    from depthlab.train import RunState
+from depthlab.cli.runs import runs  # noqa: E402
 
-    chosen = None
-    if state is not None:
-        valid = [s.value for s in RunState]
-        if state.upper() not in valid:
-            fail(f"unknown state {state!r}; choices: {', '.join(valid)}")
-        chosen = RunState(state.upper())
-    with _open_existing_store(store) as runs_db:
-        records = runs_db.runs(chosen)
-    if csv:
-        write_runs_csv(records, sys.stdout)
-    else:
-        print_runs(records)
+app.command()(runs)
 
 
 @app.command()
@@ -597,7 +631,7 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         # Typer reports usage errors (unknown option, missing argument) itself, exit code 2.
-        app(args=argv)
+        app(args=argv, prog_name="depthlab")
     except DepthlabError as err:
         fail(str(err))
     except KeyboardInterrupt:
@@ -605,6 +639,10 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except Exception as err:  # noqa: BLE001 - the CLI's last line of defence: no traceback
+        from depthlab._optional import missing_extra
+
+        if isinstance(err, ImportError) and (missing := missing_extra(err, "this command")):
+            fail(str(missing))  # an optional package (torch_geometric, ...) is not installed
         if os.environ.get("DEPTHLAB_DEBUG"):
             traceback.print_exc()
         fail(

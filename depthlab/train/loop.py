@@ -21,6 +21,7 @@ from depthlab.exceptions import SpecError
 from depthlab.models import build_model
 from depthlab.spec import RunSpec, TrainSpec
 from depthlab.train.callbacks import Callback, TrainState, build_techniques
+from depthlab.train.loggers import Logger, LoggerFeed, hparams_of
 from depthlab.train.result import RunState, TrainResult
 from depthlab.train.schedule import is_constant, lr_at, make_optimizer
 
@@ -103,15 +104,19 @@ def fit(
     callbacks: Sequence[Callback] = (),
     progress: bool | None = None,
     run_spec: RunSpec | None = None,
+    loggers: Sequence[Logger] = (),
 ) -> TrainResult:
     """Train ``model`` on ``data`` as ``spec`` says; techniques in ``spec`` run as callbacks.
 
     The minimised objective is the task loss plus every callback's ``loss_term``; the history's
     ``train_loss`` is the task loss alone. A graph is trained full batch (``batch_size`` is not
-    used): every step runs the model on all nodes and scores the training nodes.
+    used): every step runs the model on all nodes and scores the training nodes. ``loggers``
+    (``depthlab.loggers``: TensorBoard, history.csv, a user's own) receive the hyperparameters,
+    each epoch's history row and the final metrics.
     """
     start = time.perf_counter()
-    callbacks = [*build_techniques(spec), *callbacks]
+    feed = LoggerFeed(loggers, hparams_of(run_spec, spec))
+    callbacks = [*build_techniques(spec), *callbacks, *([feed] if loggers else [])]
     lname = loss_name(spec, data)
     loss = loss_fn(lname, data.n_classes)
     classify = data.task == "classification"
@@ -224,7 +229,7 @@ def fit(
     )
     if diverged_at is None and state.stop_reason:
         run_state, error = RunState.STOPPED, state.stop_reason
-    return TrainResult(
+    result = TrainResult(
         state=run_state,
         metrics=metrics,
         history=tuple(history),
@@ -235,10 +240,16 @@ def fit(
         error=error,
         model=model,
     )
+    feed.finish(result.metrics, run_state.value)
+    return result
 
 
 def run(
-    spec: RunSpec, *, callbacks: Sequence[Callback] = (), progress: bool | None = None
+    spec: RunSpec,
+    *,
+    callbacks: Sequence[Callback] = (),
+    progress: bool | None = None,
+    loggers: Sequence[Logger] = (),
 ) -> TrainResult:
     """Load the data, build the model and train it: the whole run a spec describes."""
     data = load_data(spec.data)
@@ -249,7 +260,15 @@ def run(
         seed=spec.train.seed,
         graph=data.edge_index,
     )
-    return fit(model, data, spec.train, callbacks=callbacks, progress=progress, run_spec=spec)
+    return fit(
+        model,
+        data,
+        spec.train,
+        callbacks=callbacks,
+        progress=progress,
+        run_spec=spec,
+        loggers=loggers,
+    )
 
 
 @contextlib.contextmanager

@@ -41,15 +41,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from depthlab._optional import require
 from depthlab.watch.feed import inputs_of, labels_of, stop_agreed
 from depthlab.watch.monitor import STOP_ON, Monitor, norm_parts
 
-try:
-    from transformers import TrainerCallback
-except ImportError:  # pragma: no cover
-    raise ImportError(
-        "DepthlabTrainerCallback needs transformers: pip install 'depthlab[hf]'"
-    ) from None
+TrainerCallback = require("transformers", "DepthlabTrainerCallback").TrainerCallback
 
 log = logging.getLogger("depthlab.watch")
 
@@ -67,7 +63,7 @@ class _Logits(nn.Module):
         return getattr(out, "logits", out)
 
 
-class DepthlabTrainerCallback(TrainerCallback):  # type: ignore[misc]
+class DepthlabTrainerCallback(TrainerCallback):  # type: ignore[misc,valid-type]
     """See the module doc. ``every_n_steps``: optimizer steps between per-layer statistics
     (0: none); ``diagnose``: the diagnosis at the start; ``samples``: how many train samples it
     looks at; ``report``: write the report at the end."""

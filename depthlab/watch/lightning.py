@@ -40,9 +40,10 @@ except ImportError:  # pragma: no cover - the standalone package, or nothing
     try:
         from pytorch_lightning import Callback  # type: ignore[assignment]
     except ImportError:
-        raise ImportError(
-            "DepthlabCallback needs Lightning: pip install 'depthlab[lightning]'"
-        ) from None
+        from depthlab._optional import require
+
+        require("lightning", "DepthlabCallback")
+        raise
 
 log = logging.getLogger("depthlab.watch")
 
