@@ -37,6 +37,8 @@ class Stepper:
         self.generator = torch.Generator().manual_seed(train.seed)
         self.order = torch.randperm(n, generator=self.generator)
         self.done = 0
+        #: the run's techniques (``depthlab.probes.trial.TrialTechniques``), or None
+        self.techniques: Any = None
         net.train()
 
     def step(self) -> tuple[float, float]:
@@ -51,12 +53,19 @@ class Stepper:
         idx = self.order[i * self.size : (i + 1) * self.size].to(batch.x.device)
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.train, step, self.per_epoch)
-        loss = batch.loss_fn(self.net(batch.x[idx]), batch.y[idx])
+        xb, yb = batch.x[idx], batch.y[idx]
+        out = self.net(xb)
+        loss = batch.loss_fn(out, yb)
         value = loss.item()
-        if not math.isfinite(value):
-            return value, math.nan
+        objective = (
+            loss if self.techniques is None else self.techniques.objective(loss, xb, yb, out)
+        )
+        if not math.isfinite(value) or not math.isfinite(objective.item()):
+            return value if math.isfinite(value) else math.nan, math.nan
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        objective.backward()
+        if self.techniques is not None:
+            self.techniques.after_backward()
         grads = [q.grad.detach() for q in self.params if q.grad is not None]
         # one fused reduction, on the parameters' device
         norm = (
@@ -69,6 +78,8 @@ class Stepper:
         if self.train.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.params, self.train.grad_clip)
         self.optimizer.step()
+        if self.techniques is not None:
+            self.techniques.step_end(value)
         self.done += 1
         return value, norm
 

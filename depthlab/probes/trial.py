@@ -8,9 +8,10 @@ initial weights, batches and schedule. Each step's minibatch loss and global gra
 growing checkpoints of the budget (1, 2, 4, 8, 16 %) and the trial **stops as soon as the
 engine is done**: decided, or at its cap (``fraction`` of the budget, ``train.epochs`` ×
 ⌈N / batch⌉ steps, at least ``min_steps`` and at most ``max_steps``). ``steps > 0`` runs exactly
-that many steps instead. It records where a loss, gradient or parameter first became NaN/inf,
-and the mean loss and accuracy on a fixed evaluation subset (the first ``eval_samples``
-samples) before and after.
+that many steps instead. The run's ``train.techniques`` act through the trainer's callback
+hooks (``TrialTechniques``). It records where a loss, gradient or parameter first became
+NaN/inf, and the mean loss and accuracy on a fixed evaluation subset (the first
+``eval_samples`` samples) before and after.
 
 The shallow reference net's run under the same data and setup (``reference``) is advanced
 only as far as the engine looks, and kept per process and setup
@@ -167,6 +168,8 @@ def run_trial(
     n = len(batch.x)
     budget = budget_steps(train, n)
     stepper = Stepper(net, batch, train)
+    techniques = TrialTechniques(train, net, stepper.optimizer, batch, stepper.generator)
+    stepper.techniques = techniques
     size = stepper.size
     ex, ey = batch.x[:eval_samples], batch.y[:eval_samples]
     evaluation = dataclasses.replace(batch, x=ex, y=ey)
@@ -186,6 +189,7 @@ def run_trial(
     losses: list[float] = []
     grad_norms: list[float] = []
     diverged: int | None = None
+    techniques.start()
     for step in range(steps):
         if reference is not None and engine.due(step):
             # the reference's curve, as far as the engine is about to look
@@ -200,6 +204,7 @@ def run_trial(
         engine.observe(step, value, grad_norm=norm)
         if sequential and engine.done:
             break
+    techniques.end()
     if diverged is None and not stepper.finite():
         diverged = len(losses)
     after = _evaluate(net, evaluation) if diverged is None else {}
@@ -243,6 +248,63 @@ def run_trial(
         "eval_samples": len(ex),
         "out_dim": out_dim,
     }
+
+
+class TrialTechniques:
+    """The run's ``train.techniques`` (``depthlab.train.callbacks``) acting on a trial as
+    ``depthlab.train.fit`` calls them: ``start`` before the first step, ``objective`` adds each
+    technique's loss term to the batch loss, ``after_backward`` before clipping and the step,
+    ``step_end`` after it, ``end`` when the trial stops. The techniques see the trial's samples
+    as the run's data (train, val and test alike) and the trial's generator, which also draws
+    its batches, as the trainer's does."""
+
+    def __init__(
+        self,
+        train: TrainSpec,
+        net: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        batch: ProbeBatch,
+        generator: torch.Generator,
+    ) -> None:
+        from depthlab.data import Dataset
+        from depthlab.train.callbacks import TrainState, build_techniques
+
+        self.callbacks = build_techniques(train)
+        classes = int(batch.y.max()) + 1 if batch.task == "classification" else 0
+        x, y = batch.x, batch.y
+        data = Dataset("trial", batch.task, x, y, x, y, x, y, classes)
+        self.state = TrainState(net, optimizer, data, train, generator)
+        self._started = False
+
+    def start(self) -> None:
+        for cb in self.callbacks:
+            cb.on_train_start(self.state)
+        self._started = True
+
+    def objective(
+        self, loss: torch.Tensor, x: torch.Tensor, y: torch.Tensor, out: torch.Tensor
+    ) -> torch.Tensor:
+        for cb in self.callbacks:
+            term = cb.loss_term(self.state, x, y, out)
+            if term is not None:
+                loss = loss + term
+        return loss
+
+    def after_backward(self) -> None:
+        for cb in self.callbacks:
+            cb.on_after_backward(self.state)
+
+    def step_end(self, loss: float) -> None:
+        self.state.step += 1
+        self.state.loss = loss
+        for cb in self.callbacks:
+            cb.on_step_end(self.state)
+
+    def end(self) -> None:
+        if self._started:
+            for cb in self.callbacks:
+                cb.on_train_end(self.state)
+            self._started = False
 
 
 @torch.no_grad()

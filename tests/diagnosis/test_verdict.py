@@ -160,7 +160,9 @@ def test_the_calibrated_model_decides_and_says_whose_evidence(monkeypatch):
     }
     monkeypatch.setattr(calibrated, "CURVE_MODELS", [model] * 5)
     monkeypatch.setattr(calibrated, "THRESHOLDS", [[0.1, 0.9]] * 5)
-    signal = {"second_moment_ratio": 1e-6, "layers": []}  # a vanishing-signal rule fires
+    # a vanishing-signal rule fires, inside its domain: SGD steps in proportion to the gradient
+    signal = {"second_moment_ratio": 1e-6, "layers": []}
+    sgd = {"optimizer": "sgd", "lr": 1e-2}
     trial = {
         "diverged": False,
         "improvement": 0.5,
@@ -172,7 +174,7 @@ def test_the_calibrated_model_decides_and_says_whose_evidence(monkeypatch):
         "budget_steps": 1000,
         "features": {"below": 0.4},
     }
-    a = verdict.assess({"signal": signal, "trial": trial}, {"optimizer": "adam", "lr": 1e-3})
+    a = verdict.assess({"signal": signal, "trial": trial}, sgd)
     # logit = 4 · 0.4 / 0.1 − 0.1 · 6 = 15.4: the curve outweighs the rule
     assert a.p_trains == pytest.approx(1 / (1 + math.exp(-15.4)))
     assert a.verdict == "trainable" and a.decided_by == "trial"
@@ -180,10 +182,14 @@ def test_the_calibrated_model_decides_and_says_whose_evidence(monkeypatch):
     assert a.progress_interval == pytest.approx((0.8, 1.1))
     assert "vanishing signal" in {f.verdict for f in a.findings}  # kept as a warning
     stuck = {**trial, "loss_after_ratio": 1.0, "progress": 0.0, "features": {"below": -0.1}}
-    b = verdict.assess({"signal": signal, "trial": stuck}, {"optimizer": "adam", "lr": 1e-3})
+    b = verdict.assess({"signal": signal, "trial": stuck}, sgd)
     assert b.p_trains < 0.1 and b.verdict == "vanishing signal"
+    # under Adam the finite scale is context, never the cause
+    adam = verdict.assess({"signal": signal, "trial": stuck}, {"optimizer": "adam", "lr": 1e-3})
+    assert adam.verdict == "no progress"  # the trial's own evidence, not the scale
+    assert "vanishing signal" in next(f for f in adam.findings if f.verdict == "context").evidence
     unsure = {**trial, "features": {"below": 0.0}}
-    u = verdict.assess({"trial": unsure}, {"optimizer": "adam", "lr": 1e-3})
+    u = verdict.assess({"trial": unsure}, sgd)
     assert u.verdict == "undecided" and u.p_trains == pytest.approx(0.5)
     diverged = {
         **trial,
