@@ -2,7 +2,7 @@
 
 Phases (each resumable; results under ``--out``, default ``bench-out/verdict_calibration``):
 
-  label     train every run of the grid (``depthlab.diagnose.calibration.GRID``, 290 runs of
+  label     train every run of the grid (``depthlab.diagnosis.calibration.GRID``, 290 runs of
             ~300 steps) and the shallow reference nets, with the sweep machinery (about an
             hour on 2 cores)
   diagnose  diagnose each run's network at initialisation for its own training setup (the
@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from depthlab.diagnose import calibration as cal
+from depthlab.diagnosis import calibration as cal
 
 
 def _store(out: Path) -> Any:
@@ -90,7 +90,7 @@ def _labelled(out: Path, half: str) -> list[Any]:
 
 def _diagnose_one(job: tuple[dict[str, Any], bool]) -> dict[str, Any]:
     """Diagnose one run's network at init for its own setup (and time its training if asked)."""
-    from depthlab.diagnose.run import diagnose_run
+    from depthlab.diagnosis.run import diagnose_run
     from depthlab.probes.proxies import zero_cost_proxies
     from depthlab.spec import RunSpec
     from depthlab.train import run
@@ -153,7 +153,7 @@ def tune(out: Path) -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_predict
 
-    from depthlab.diagnose.verdict import TRIAL_FEATURES, features, optimizer_family
+    from depthlab.diagnosis.verdict import TRIAL_FEATURES, features, optimizer_family
 
     rows = _outcomes(out, "tuning")
     print(f"tuning half: {len(rows)} diagnosed runs")
@@ -223,7 +223,7 @@ PROXIES = ("grad_norm", "snip", "synflow", "naswot", "n_params")
 def _assessed(rows: list[dict[str, Any]], kind: str = "full") -> list[tuple[float, str]]:
     """P(trains) and verdict of each row under the current calibrated models; ``theory``
     drops the trial's evidence (the ablation)."""
-    from depthlab.diagnose.verdict import assess
+    from depthlab.diagnosis.verdict import assess
 
     out = []
     for r in rows:
@@ -236,7 +236,7 @@ def _assessed(rows: list[dict[str, Any]], kind: str = "full") -> list[tuple[floa
 
 
 def report(out: Path) -> dict[str, Any]:
-    from depthlab.diagnose.verdict import optimizer_family
+    from depthlab.diagnosis.verdict import optimizer_family
 
     rows = _outcomes(out, "test")
     if not rows:
@@ -349,9 +349,9 @@ def _reliability_plot(rows: list[dict[str, float]], path: Path) -> None:
 
 
 def _fix_one(job: dict[str, Any]) -> dict[str, Any]:
-    from depthlab.diagnose.advice import advise
-    from depthlab.diagnose.run import diagnose_run
-    from depthlab.diagnose.sources import dataset_source
+    from depthlab.diagnosis.advice import advise
+    from depthlab.diagnosis.run import diagnose_run
+    from depthlab.diagnosis.sources import dataset_source
     from depthlab.spec import RunSpec
     from depthlab.train import run
 
@@ -443,7 +443,7 @@ def reference(out: Path) -> None:
     The reference depends only on the data, the train spec and the trial's length, so it is
     computed once per setup with the very function the trial probe calls."""
     from depthlab._json import from_json, to_json
-    from depthlab.diagnose.sources import dataset_batch
+    from depthlab.diagnosis.sources import dataset_batch
     from depthlab.probes.trial import reference_trial
     from depthlab.spec import RunSpec
 

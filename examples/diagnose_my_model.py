@@ -5,7 +5,7 @@ python examples/diagnose_my_model.py
 
 import torch
 
-from depthlab.diagnose import DiagnoseOptions, diagnose
+from depthlab.diagnosis import DiagnoseOptions, diagnose
 from depthlab.probes import ProbeBatch
 
 # A deep tanh network with a too-small weight scale: the ordered phase (χ₁ < 1), where

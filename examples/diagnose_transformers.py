@@ -99,7 +99,7 @@ def resnet(labels: int = 3) -> nn.Module:
 
 
 if __name__ == "__main__":
-    from depthlab.diagnose import DiagnoseOptions, diagnose
+    from depthlab.diagnosis import DiagnoseOptions, diagnose
     from depthlab.probes import ProbeBatch
 
     torch.manual_seed(0)

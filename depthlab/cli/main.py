@@ -70,7 +70,7 @@ GRAPH_PROBES = ("smoothing", "homophily")  # added to the defaults for a graph n
 def _probe_names(probes: str | None) -> tuple[str, ...]:
     """``--probes a,b``: the names given (blanks dropped); ``all``: every probe; no option: the
     default probes."""
-    from depthlab.diagnose import ALL_PROBES, DEFAULT_PROBES
+    from depthlab.diagnosis import ALL_PROBES, DEFAULT_PROBES
 
     if probes is not None and probes.strip() == "all":
         return ALL_PROBES
@@ -140,10 +140,10 @@ def demo(
     from depthlab.cli.output import write_json, write_run_dir
     from depthlab.cli.tables import print_diagnoses, print_predictions, print_results
     from depthlab.data import load_data
-    from depthlab.diagnose import DiagnoseOptions
-    from depthlab.diagnose import diagnose as run_diagnosis
-    from depthlab.diagnose.calibration import chance_accuracy, label, progress
-    from depthlab.diagnose.sources import dataset_batch, spec_subjects
+    from depthlab.diagnosis import DiagnoseOptions
+    from depthlab.diagnosis import diagnose as run_diagnosis
+    from depthlab.diagnosis.calibration import chance_accuracy, label, progress
+    from depthlab.diagnosis.sources import dataset_batch, spec_subjects
     from depthlab.presets import deep_mlp_mnist1d, shallow_reference
     from depthlab.report import write_report
     from depthlab.train import run
@@ -252,9 +252,9 @@ def diagnose(
     """Will this network train? Probes, a verdict with evidence and advice, plots."""
     from depthlab.cli.output import write_json
     from depthlab.cli.tables import print_diagnoses
-    from depthlab.diagnose import DiagnoseOptions
-    from depthlab.diagnose import diagnose as run_diagnosis
-    from depthlab.diagnose.sources import (
+    from depthlab.diagnosis import DiagnoseOptions
+    from depthlab.diagnosis import diagnose as run_diagnosis
+    from depthlab.diagnosis.sources import (
         Subject,
         dataset_batch,
         dataset_source,
@@ -367,8 +367,8 @@ def _write_advice(
 ) -> None:
     """Diagnose the candidate fixes of a "won't train" verdict on the run file's data (``source``,
     as ``dataset_source`` gave it) with the same probes; write the first that trains."""
-    from depthlab.diagnose.advice import advise as find_fix
-    from depthlab.diagnose.run import diagnose_run
+    from depthlab.diagnosis.advice import advise as find_fix
+    from depthlab.diagnosis.run import diagnose_run
     from depthlab.exceptions import DepthlabError
 
     if diagnosis["verdict"] == "trainable":

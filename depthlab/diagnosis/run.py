@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from depthlab import _registry as reg
-from depthlab.diagnose.architecture import architecture
-from depthlab.diagnose.verdict import assess
+from depthlab.diagnosis.architecture import architecture
+from depthlab.diagnosis.verdict import assess
 from depthlab.exceptions import ProbeError, SpecError
 from depthlab.probes.base import MODE, ProbeBatch, attention_math, set_mode
 from depthlab.probes.layers import coverage
@@ -115,8 +115,8 @@ def diagnose_run(
 ) -> tuple[dict[str, Any], nn.Module, ProbeBatch]:
     """A run spec's network at initialisation, diagnosed for the run's own training setup (one
     seed, no progress display); also the network and the batch. ``source`` is the data as
-    ``depthlab.diagnose.sources.dataset_source`` gives it for ``spec.data``, when already loaded."""
-    from depthlab.diagnose.sources import dataset_source
+    ``depthlab.diagnosis.sources.dataset_source`` gives it for ``spec.data``, when already loaded."""
+    from depthlab.diagnosis.sources import dataset_source
     from depthlab.models import build_model
 
     batch, in_shape, out_dim, graph = source or dataset_source(spec.data, spec.train.loss)
@@ -164,7 +164,7 @@ def diagnose(
 
     Besides the probes' results: ``mode`` (the mode policy the probes used), ``coverage`` (the
     layers the layer-based probes see and the share of parameters they hold) and
-    ``architecture`` (``depthlab.diagnose.architecture``).
+    ``architecture`` (``depthlab.diagnosis.architecture``).
     """
     options = options or DiagnoseOptions()
     started = time.perf_counter()

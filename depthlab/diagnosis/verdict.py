@@ -35,7 +35,7 @@ predictor is *no progress*.
 ``p_trains`` — the probability that the network gets at least halfway from chance to a shallow
 reference net within the budget — comes from a logistic model per optimizer family (SGD family:
 sgd, momentum; adaptive: adam, adamw) over trial and theory features, fitted on the tuning half
-of ``bench/verdict_calibration.py`` and stored in ``depthlab.diagnose.calibrated``. The verdict
+of ``bench/verdict_calibration.py`` and stored in ``depthlab.diagnosis.calibrated``. The verdict
 is ``trainable`` when p_trains ≥ 0.5; otherwise the first rule or trial finding in ``ORDER``
 names the cause (``won't train in budget`` when none fired). Without the trial (a probe list
 that leaves it out) the rules alone give the verdict and p_trains is the theory-only model's.
@@ -50,7 +50,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from depthlab.diagnose import calibrated
+from depthlab.diagnosis import calibrated
 
 VANISHING_SIGNAL = 1e-3
 EXPLODING_SIGNAL = 1e3
@@ -116,7 +116,7 @@ def judge(results: Mapping[str, Any]) -> tuple[str, list[Finding]]:
 def assess(results: Mapping[str, Any], setup: Mapping[str, Any] | None = None) -> Assessment:
     """The verdict for ``results`` (a diagnosis' probe results) under ``setup``
     (``optimizer``, ``lr``, ``momentum``; the adaptive default when absent)."""
-    from depthlab.diagnose.advice import Advice
+    from depthlab.diagnosis.advice import Advice
 
     setup = dict(setup or {})
     advice = Advice(results, setup)

@@ -95,7 +95,7 @@ def write_report(
 {"".join(rows)}</table>
 {"".join(sections)}
 {images}
-<p class="skip">Verdict rules and thresholds: <code>depthlab.diagnose.verdict</code>.</p>
+<p class="skip">Verdict rules and thresholds: <code>depthlab.diagnosis.verdict</code>.</p>
 </body></html>
 """
     path = out / "index.html"

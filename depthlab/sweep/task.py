@@ -72,7 +72,7 @@ def execute(
 
 
 def _diagnose(spec: Any, probes: Sequence[str]) -> dict[str, Any]:
-    from depthlab.diagnose.run import diagnose_run
+    from depthlab.diagnosis.run import diagnose_run
 
     return diagnose_run(spec, tuple(probes))[0]
 

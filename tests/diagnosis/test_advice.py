@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from depthlab.diagnose.advice import Advice, advise, apply_edit, candidate_fixes
-from depthlab.diagnose.verdict import ORDER, WARNINGS
+from depthlab.diagnosis.advice import Advice, advise, apply_edit, candidate_fixes
+from depthlab.diagnosis.verdict import ORDER, WARNINGS
 from depthlab.models import build_model
 from depthlab.spec import RunSpec
 

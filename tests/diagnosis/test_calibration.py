@@ -9,7 +9,7 @@ import math
 import pytest
 import scipy.stats
 
-from depthlab.diagnose import calibration as cal
+from depthlab.diagnosis import calibration as cal
 from depthlab.exceptions import DepthlabError
 from depthlab.store import RunRecord, RunState, SQLiteStore
 from depthlab.sweep import SweepSpec, planned_records

@@ -126,7 +126,7 @@ def test_diagnose_report_renders_in_chromium(tmp_path):
     """The diagnose page as a browser shows it: no console error, every figure decodes."""
     import torch
 
-    from depthlab.diagnose import DiagnoseOptions, diagnose
+    from depthlab.diagnosis import DiagnoseOptions, diagnose
     from depthlab.probes.base import ProbeBatch
     from depthlab.report import write_report
     from depthlab.testing.browser import check_page, require_chromium

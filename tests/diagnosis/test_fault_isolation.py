@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from depthlab.diagnose import DiagnoseOptions, diagnose
+from depthlab.diagnosis import DiagnoseOptions, diagnose
 from depthlab.probes import ProbeBatch
 from depthlab.testing.cli import run_cli
 
@@ -120,7 +120,7 @@ def test_the_table_lists_failures_and_marks_a_bound(capsys):
 
 def test_a_model_returning_an_output_object_gets_the_wrapper_hint():
     from depthlab import ProbeError
-    from depthlab.diagnose import check_input
+    from depthlab.diagnosis import check_input
 
     class Output:
         def __init__(self, logits: torch.Tensor) -> None:

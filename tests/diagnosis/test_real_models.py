@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from depthlab.diagnose import ALL_PROBES, DiagnoseOptions, diagnose
+from depthlab.diagnosis import ALL_PROBES, DiagnoseOptions, diagnose
 from depthlab.probes import ProbeBatch
 from depthlab.spec import TrainSpec
 from depthlab.testing.cli import run_cli

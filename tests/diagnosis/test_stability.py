@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from depthlab.diagnose.run import stability
+from depthlab.diagnosis.run import stability
 from depthlab.probes import ProbeBatch
 
 

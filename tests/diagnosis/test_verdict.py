@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from depthlab import ArchSpec, build_model
-from depthlab.diagnose import DiagnoseOptions, diagnose, judge
+from depthlab.diagnosis import DiagnoseOptions, diagnose, judge
 from depthlab.probes import ProbeBatch
 
 FAST = DiagnoseOptions(probes=("signal", "gradients", "meanfield"), seeds=1)
@@ -97,7 +97,7 @@ def test_ill_conditioned_on_a_network_with_duplicated_inputs():
 
 
 def test_thresholds_are_the_documented_ones():
-    from depthlab.diagnose import verdict as v
+    from depthlab.diagnosis import verdict as v
 
     doc = v.__doc__
     for value in ("1e-3", "1e3", "0.5", "1e-6", "1e7"):
@@ -130,7 +130,7 @@ def test_wrong_input_is_one_clear_error(bad):
 
 def test_critical_advice_names_registered_activations_and_is_lazy(monkeypatch):
     from depthlab import _registry as reg
-    from depthlab.diagnose import advice as v
+    from depthlab.diagnosis import advice as v
 
     assert set(v.CRITICAL_ADVICE) <= set(reg.ACTIVATIONS.names())
     calls = []
@@ -148,7 +148,7 @@ def test_critical_advice_names_registered_activations_and_is_lazy(monkeypatch):
 
 
 def test_the_calibrated_model_decides_and_says_whose_evidence(monkeypatch):
-    from depthlab.diagnose import calibrated, verdict
+    from depthlab.diagnosis import calibrated, verdict
 
     model = {
         "intercept": 0.0,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from depthlab import ArchSpec, DataSpec, build_model
-from depthlab.diagnose import DEFAULT_PROBES, DiagnoseOptions, diagnose
-from depthlab.diagnose.sources import dataset_source
+from depthlab.diagnosis import DEFAULT_PROBES, DiagnoseOptions, diagnose
+from depthlab.diagnosis.sources import dataset_source
 
 FAMILIES = ["gcn", "sage", "gin", "gat", "dagnn", "graph_transformer", "sheaf"]
 

@@ -106,7 +106,7 @@ def test_one_resolved_layer_then_noise_bounds_nothing():
 def test_relu_at_he_is_not_called_a_correlation_collapse():
     """ReLU at He init is critical (ξ_c = ∞ by mean field) though its correlations approach 1
     polynomially, which an exponential fit would read as a short ξ_c."""
-    from depthlab.diagnose import DiagnoseOptions, diagnose
+    from depthlab.diagnosis import DiagnoseOptions, diagnose
 
     model = build_model(
         ArchSpec(depth=24, width=256, act="relu", init="he"), in_shape=(64,), out_dim=2

@@ -176,7 +176,7 @@ def test_naswot_is_minus_infinity_when_two_inputs_share_a_code():
 
 
 def test_probe_is_registered_returns_every_proxy_and_is_json_safe():
-    from depthlab.diagnose import DEFAULT_PROBES
+    from depthlab.diagnosis import DEFAULT_PROBES
 
     assert "proxies" in reg.PROBES.names()
     assert "proxies" not in DEFAULT_PROBES

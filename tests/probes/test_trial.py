@@ -95,7 +95,7 @@ def test_multi_output_regression_baseline_is_per_column():
 def test_learning_the_class_prior_is_not_progress():
     """A dead net on 90/10 labels: its loss falls (the readout bias learns the prior) but never
     below the constant predictor's, so the verdict's rule sees no progress."""
-    from depthlab.diagnose.verdict import _trial_progress
+    from depthlab.diagnosis.verdict import _trial_progress
 
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(400, 10, generator=gen)

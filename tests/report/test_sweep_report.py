@@ -48,8 +48,8 @@ def _record(spec, state, *, metrics=None, history=None, error="", probes=None, s
 @pytest.fixture(scope="module")
 def sweep_records():
     """A real 2 × 2 × 2 sweep on iris, plus one FAILED, one DIVERGED and one diagnosed run."""
-    from depthlab.diagnose import DiagnoseOptions, diagnose
-    from depthlab.diagnose.sources import dataset_batch
+    from depthlab.diagnosis import DiagnoseOptions, diagnose
+    from depthlab.diagnosis.sources import dataset_batch
     from depthlab.models import build_model
     from depthlab.spec import RunSpec
     from depthlab.sweep.expand import expand
