@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from depthlab._device import widen
 from depthlab.exceptions import ProbeError
 from depthlab.probes.base import Probe, ProbeBatch, register_probe
 from depthlab.probes.layers import per_sample, recording, weight_layers
@@ -87,7 +88,7 @@ class CorrelationProbe(Probe):
         with recording(weight_layers(model)) as calls:
             model(x)
         rows = []
-        c0 = _cosines(per_sample(x).double(), n_pairs)
+        c0 = _cosines(widen(per_sample(x)), n_pairs)
         for index, call in enumerate(calls):
             inp = call.args[0] if call.args else None
             if not isinstance(inp, torch.Tensor) or not torch.is_floating_point(inp):
@@ -96,7 +97,7 @@ class CorrelationProbe(Probe):
                 flat = per_sample(inp, len(x))
             except ValueError:
                 continue
-            c = _cosines(flat.double(), n_pairs)
+            c = _cosines(widen(flat), n_pairs)
             b, se = _slope(c0, c)
             rows.append(
                 {

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from depthlab._device import widen
 from depthlab.exceptions import ProbeError
 from depthlab.probes.base import Probe, ProbeBatch, register_probe
 from depthlab.spec import Spec, TrainSpec
@@ -71,12 +72,12 @@ def baseline_loss(batch: ProbeBatch, out_dim: int) -> float:
     y = batch.y
     if batch.task == "classification":
         if getattr(batch.loss_fn, "__name__", "") == "mse_onehot":
-            freq = torch.bincount(y, minlength=out_dim).double() / len(y)
+            freq = widen(torch.bincount(y, minlength=out_dim)) / len(y)
             return float((freq * (1 - freq)).sum() / out_dim)
-        freq = torch.bincount(y).double() / len(y)
+        freq = widen(torch.bincount(y)) / len(y)
         freq = freq[freq > 0]
         return float(-(freq * freq.log()).sum())
-    return float(y.reshape(len(y), -1).double().var(0, unbiased=False).mean())
+    return float(widen(y.reshape(len(y), -1)).var(0, unbiased=False).mean())
 
 
 @register_probe("trial")
@@ -119,18 +120,22 @@ def reference_trial(
 ) -> dict[str, Any]:
     """The same trial on the shallow reference net — two hidden layers of 128 ReLU units, He
     init, seeded by ``train.seed`` — on the flattened inputs: how fast this optimizer, learning
-    rate and data let *any* network learn, against which the network's own trial is read."""
+    rate and data let *any* network learn, against which the network's own trial is read.
+    Built and initialised on the host (the same net on every device), then moved to the
+    batch's device."""
     gen = torch.Generator().manual_seed(train.seed)
     d = int(batch.x[0].numel())
-    net = nn.Sequential(
-        nn.Flatten(), nn.Linear(d, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
-        nn.Linear(128, out_dim),
-    ).to(batch.x.dtype)  # fmt: skip
+    with torch.device("cpu"):
+        net = nn.Sequential(
+            nn.Flatten(), nn.Linear(d, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
+            nn.Linear(128, out_dim),
+        ).to(batch.x.dtype)  # fmt: skip
     with torch.no_grad():
         for m in net:
             if isinstance(m, nn.Linear):
                 m.weight.normal_(0.0, math.sqrt(2.0 / m.in_features), generator=gen)
                 m.bias.zero_()
+    net.to(batch.x.device)
     return run_trial(net, batch, train, steps, eval_samples)
 
 
@@ -151,15 +156,17 @@ def run_trial(
     evaluation = dataclasses.replace(batch, x=ex, y=ey)
     before = _evaluate(net, evaluation)
     out_dim = int(before.pop("out_dim"))
+    # minibatch orders drawn on the host (the same on every device), moved once per epoch
     generator = torch.Generator().manual_seed(train.seed)
+    device = batch.x.device
     losses: list[float] = []
     grad_norms: list[float] = []
     diverged: int | None = None
-    order = torch.randperm(n, generator=generator)
+    order = torch.randperm(n, generator=generator, device="cpu").to(device)
     for step in range(steps):
         i = step % per_epoch
         if i == 0 and step > 0:
-            order = torch.randperm(n, generator=generator)
+            order = torch.randperm(n, generator=generator, device="cpu").to(device)
         idx = order[i * size : (i + 1) * size]
         for group in optimizer.param_groups:
             group["lr"] = lr_at(train, step, per_epoch)
@@ -170,7 +177,8 @@ def run_trial(
             break
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        sq = sum(float(q.grad.detach().double().pow(2).sum()) for q in params if q.grad is not None)
+        grads = [widen(q.grad.detach()).pow(2).sum() for q in params if q.grad is not None]
+        sq = float(torch.stack(grads).sum()) if grads else 0.0
         norm = math.sqrt(sq) if math.isfinite(sq) else math.inf
         if not math.isfinite(norm):
             diverged = step
@@ -225,5 +233,5 @@ def _evaluate(net: nn.Module, batch: ProbeBatch) -> dict[str, float]:
     if not math.isfinite(row["loss"]):
         row["loss"] = math.inf
     if batch.task == "classification":
-        row["accuracy"] = float((out.argmax(-1) == batch.y).double().mean())
+        row["accuracy"] = float(widen(out.argmax(-1) == batch.y).mean())
     return row
