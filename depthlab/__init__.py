@@ -6,6 +6,8 @@ make deep networks trainable, and measure them with principled probes.
 
 from depthlab import data, layers, models, probes, train  # noqa: F401  (fills the registries)
 from depthlab.data import Dataset, load_data, register_dataset
+from depthlab.diagnosis.api import diagnose
+from depthlab.diagnosis.result import Diagnosis
 from depthlab.exceptions import (
     DataError,
     DepthlabError,
@@ -35,6 +37,7 @@ __all__ = [
     "DataSpec",
     "Dataset",
     "DepthlabError",
+    "Diagnosis",
     "ProbeError",
     "RunSpec",
     "RunState",
@@ -45,6 +48,7 @@ __all__ = [
     "TrainSpec",
     "UnknownComponentError",
     "build_model",
+    "diagnose",
     "fit",
     "load_data",
     "register_arch",

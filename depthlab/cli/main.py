@@ -58,6 +58,23 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+DEVICE_HELP = (
+    "Where to run: auto (CUDA when available, else the CPU), cpu, cuda, cuda:N or mps. "
+    "Default: the run file's train.device (auto); a --model factory's network stays on the "
+    "device it was built on."
+)
+
+
+def _device_option(device: str | None) -> str | None:
+    """``--device`` checked against this machine: one clear line when it cannot be used."""
+    if device is None:
+        return None
+    from depthlab._device import resolve_device
+
+    resolve_device(device)
+    return device
+
+
 PROBES_HELP = (
     "Comma-separated probes, or 'all' (default: the verdict's own: signal, gradients, "
     "correlation, meanfield, trial)."
@@ -89,6 +106,7 @@ def train(
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar or table.")] = False,
     threads: Annotated[int, typer.Option(min=0, help=THREADS_HELP)] = 0,
+    device: Annotated[str | None, typer.Option(help=DEVICE_HELP)] = None,
 ) -> None:
     """Train the network a run file describes. Exit 0 complete, 3 diverged, 4 failed."""
     from depthlab.cli.output import write_json, write_run_dir
@@ -98,6 +116,8 @@ def train(
 
     set_threads(threads)
     run_spec = RunSpec.load(spec)
+    if _device_option(device) is not None:
+        run_spec = run_spec.replace(train=run_spec.train.replace(device=device))
     result = run(run_spec, progress=None if not quiet else False)
     if json_path is not None:
         write_json(json_path, result.to_dict())
@@ -248,6 +268,7 @@ def diagnose(
     dropout: Annotated[
         bool, typer.Option(help="Measure with dropout on (off by default: the mode policy).")
     ] = False,
+    device: Annotated[str | None, typer.Option(help=DEVICE_HELP)] = None,
 ) -> None:
     """Will this network train? Probes, a verdict with evidence and advice, plots."""
     from depthlab.cli.output import write_json
@@ -266,7 +287,10 @@ def diagnose(
     from depthlab.presets import preset as load_preset
     from depthlab.spec import DataSpec, RunSpec
 
+    from depthlab._device import place
+
     set_threads(threads)
+    device = _device_option(device)
     sources = [s for s in (preset, spec, model) if s is not None]
     if len(sources) != 1:
         fail("give exactly one of --preset NAME, --spec RUN.yaml, --model FILE.py:FACTORY")
@@ -287,6 +311,7 @@ def diagnose(
         if data is None:
             fail("--model needs --data NAME or --data FILE.npz")
         net = load_factory(model)
+        place(net, device)  # None: where the factory built it
         batch = (
             npz_batch(data, loss)
             if data.endswith(".npz")
@@ -309,7 +334,7 @@ def diagnose(
             # the run file's own loss unless --loss says otherwise
             run_loss = specs[0].train.loss if loss == "auto" else loss
             batch, in_shape, out_dim, graph = dataset_source(data_spec, run_loss)
-        subjects = spec_subjects(specs, in_shape, out_dim, graph)
+        subjects = spec_subjects(specs, in_shape, out_dim, graph, device)
         if graph is not None and (probes is None or probes.strip() == "all"):
             options = dataclasses.replace(options, probes=(*names, *GRAPH_PROBES))
     results = []
@@ -408,6 +433,14 @@ def sweep(
         bool, typer.Option(help="Run FAILED and DIVERGED runs again (COMPLETE ones never).")
     ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            help="Where every run trains (auto, cpu, cuda, cuda:N, mps); default: the sweep "
+            "file's base train.device. Not part of a run's identity: a resumed sweep on "
+            "another device does not redo finished runs."
+        ),
+    ] = None,
 ) -> None:
     """Run every run of a sweep not yet finished in the store; run it again to resume.
 
@@ -421,6 +454,11 @@ def sweep(
     # make() rejects an unknown executor name, as one line, before the sweep file is read.
     runner = make(executor, workers or None, address)
     spec = SweepSpec.load(sweep_file)
+    if device is not None:
+        if executor == "local":
+            _device_option(device)  # Ray workers check it on their own machines
+        base = spec.base
+        spec = spec.replace(base=base.replace(train=base.train.replace(device=device)))
     runner.start()  # an executor that cannot start fails before the store is created
     try:
         with SQLiteStore(store) as runs_db:

@@ -115,14 +115,17 @@ def diagnose_run(
 ) -> tuple[dict[str, Any], nn.Module, ProbeBatch]:
     """A run spec's network at initialisation, diagnosed for the run's own training setup (one
     seed, no progress display); also the network and the batch. ``source`` is the data as
-    ``depthlab.diagnosis.sources.dataset_source`` gives it for ``spec.data``, when already loaded."""
+    ``depthlab.diagnosis.sources.dataset_source`` gives it for ``spec.data``, when already loaded.
+    The network is built on the host and diagnosed on ``spec.train.device``."""
+    from depthlab._device import resolve_device
     from depthlab.diagnosis.sources import dataset_source
     from depthlab.models import build_model
 
+    device = resolve_device(spec.train.device)
     batch, in_shape, out_dim, graph = source or dataset_source(spec.data, spec.train.loss)
     model = build_model(
         spec.arch, in_shape=in_shape, out_dim=out_dim, seed=spec.train.seed, graph=graph
-    )
+    ).to(device)
     options = DiagnoseOptions(probes=probes, seed=spec.train.seed, seeds=1, train=spec.train)
     result = diagnose(model, batch, options, name=spec.name or "run", progress=False)
     return result, model, batch
