@@ -9,7 +9,7 @@ Phases (each resumable; results under ``--out``, default ``bench-out/verdict_cal
             default probes of a train-spec diagnosis, trial included), and the zero-cost proxies
   reference add the shallow reference net's trial to diagnoses made before the trial ran it
             (the same function the trial probe calls; new diagnoses carry it already)
-  tune      fit P(trains) on the tuning half only and write depthlab/diagnose/calibrated.py
+  tune      fit P(trains) on the tuning half only and write depthlab/diagnosis/calibrated.py
   report    the test half: agreement, precision/recall of *trainable*, Brier score, Spearman,
             the diagnosis's time as a fraction of training, a reliability diagram (PNG), the
             zero-cost proxies side by side
@@ -148,7 +148,7 @@ def _outcomes(out: Path, half: str) -> list[dict[str, Any]]:
 
 
 def tune(out: Path) -> None:
-    """Fit P(trains) on the tuning half only and write ``depthlab/diagnose/calibrated.py``."""
+    """Fit P(trains) on the tuning half only and write ``depthlab/diagnosis/calibrated.py``."""
     import numpy as np
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_predict
@@ -202,7 +202,7 @@ def tune(out: Path) -> None:
 
 
 def _write_calibrated(models: dict[str, Any], n_rows: int) -> None:
-    path = Path(__file__).resolve().parent.parent / "depthlab" / "diagnose" / "calibrated.py"
+    path = Path(__file__).resolve().parent.parent / "depthlab" / "diagnosis" / "calibrated.py"
     text = path.read_text()
     head = text.split("MODELS: dict[str, dict[str, Any]] = ")[0]
     body = json.dumps(models, indent=4, sort_keys=True)  # floats, strings, lists: valid Python

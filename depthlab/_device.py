@@ -102,7 +102,6 @@ def wide_dtype(device: torch.device) -> torch.dtype:
     return torch.float64 if supports_float64(device) else torch.float32
 
 
-
 @contextlib.contextmanager
 def forked_rng(device: torch.device, seed: int | None = None) -> Iterator[None]:
     """``torch.random.fork_rng`` over the CPU generator and, on CUDA, that device's: draws made

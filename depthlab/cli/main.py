@@ -271,6 +271,7 @@ def diagnose(
     device: Annotated[str | None, typer.Option(help=DEVICE_HELP)] = None,
 ) -> None:
     """Will this network train? Probes, a verdict with evidence and advice, plots."""
+    from depthlab._device import place
     from depthlab.cli.output import write_json
     from depthlab.cli.tables import print_diagnoses
     from depthlab.diagnosis import DiagnoseOptions
@@ -286,8 +287,6 @@ def diagnose(
     from depthlab.exceptions import DepthlabError
     from depthlab.presets import preset as load_preset
     from depthlab.spec import DataSpec, RunSpec
-
-    from depthlab._device import place
 
     set_threads(threads)
     device = _device_option(device)

@@ -18,12 +18,14 @@ import copy
 import dataclasses
 import html
 import math
+import typing
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from depthlab._device import widen
 from depthlab.probes.layers import role, weight_layers
 
 #: The columns of ``Diagnosis.layers()``, in order.
@@ -55,9 +57,9 @@ def layer_rows(result: dict[str, Any], model: nn.Module, *, strip: str = "") -> 
     grads = {r["name"]: r for r in (result.get("gradients") or {}).get("layers", [])}
     rows = []
     for name, module in weight_layers(model):
-        w = module.weight.detach()
+        w = typing.cast(torch.Tensor, module.weight).detach()
         s, g = signal.get(name, {}), grads.get(name, {})
-        wide = w.double() if w.device.type != "mps" else w.float()
+        wide = widen(w)
         stats = torch.stack([wide.norm(), wide.std() if w.numel() > 1 else wide.sum() * 0,
                              wide.pow(2).mean()]).tolist()  # fmt: skip
         fan_in = w[0].numel() if w.dim() > 1 else 1

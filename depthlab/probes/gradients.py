@@ -87,7 +87,9 @@ def layer_gradients(model: nn.Module, batch: ProbeBatch) -> list[dict[str, Any]]
         w = typing.cast(torch.Tensor, modules[name].weight)
         g = torch.zeros_like(w) if w.grad is None else w.grad
         zero = torch.zeros((), dtype=wide_dtype(w.device), device=w.device)
-        norms.append(torch.stack([widen(g).norm(), widen(w.detach()).norm(), delta.get(name, zero)]))
+        norms.append(
+            torch.stack([widen(g).norm(), widen(w.detach()).norm(), delta.get(name, zero)])
+        )
     values = torch.stack(norms).tolist() if norms else []
     for name, (g_norm, w_norm, d_norm) in zip(ran, values, strict=True):
         rows.append(

@@ -162,7 +162,9 @@ def lanczos(
         scale = torch.maximum(scale, alpha.abs() + beta)
         broken = beta <= 1e-12 * scale.clamp_min(torch.finfo(F64).tiny)
         if broken.any():
-            fresh = basis.project_out(torch.randn(b, n, generator=generator, dtype=F64, device=HOST))
+            fresh = basis.project_out(
+                torch.randn(b, n, generator=generator, dtype=F64, device=HOST)
+            )
             w = torch.where(broken[:, None], fresh, w)
             beta = torch.where(broken, 0.0, beta)
             betas[-1] = beta

@@ -136,7 +136,11 @@ def fit(
     model.train()
 
     # dropout draws from torch's global generators: seeded for the run, then restored
-    with forked_rng(device, spec.seed), _progress(show, spec.epochs) as advance, _ended(callbacks, state):
+    with (
+        forked_rng(device, spec.seed),
+        _progress(show, spec.epochs) as advance,
+        _ended(callbacks, state),
+    ):
         for cb in callbacks:
             cb.on_train_start(state)
         for epoch in range(spec.epochs):
