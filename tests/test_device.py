@@ -9,6 +9,8 @@ that breaks on a GPU. The results must equal those of a plain run.
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 import torch
 from torch import nn
@@ -142,3 +144,24 @@ def test_cli_device_is_one_clear_line(tmp_path):
     out = run_cli("diagnose", "--spec", str(spec), "--device", "meta", "--probes", "signal")
     assert out.returncode != 0 and len(out.stderr.strip().splitlines()) == 1
     assert "'meta' cannot run depthlab" in out.stderr
+    sweep = pathlib.Path(__file__).parent.parent / "examples" / "sweep_depth_width.yaml"
+    store = tmp_path / "runs.db"
+    out = run_cli("sweep", str(sweep), "--store", str(store), "--device", "cuda:7", "--quiet")
+    assert out.returncode != 0 and len(out.stderr.strip().splitlines()) == 1
+    assert "'cuda:7' is not available" in out.stderr and not store.exists()
+
+
+def test_a_whole_diagnosis_creates_its_tensors_on_the_models_device():
+    """Beyond the probes: the input check, the architecture summary, the stability check of an
+    unstable SGD trial and the layer table."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(128, 6, generator=gen)
+    y = torch.randint(0, 3, (128,), generator=gen)
+    setup = {"optimizer": "sgd", "lr": 50.0, "steps": 100, "probes": (*ALL_PROBES[:6],)}
+    plain = dl.diagnose(_model(), (x, y), **setup)
+    model = _model()
+    with torch.device("meta"):
+        checked = dl.diagnose(model, (x, y), **setup)
+    assert "stability" in plain.data and checked.data["failed"] == {}
+    for key in ("verdict", "p_trains", "signal", "trial", "stability", "layers", "architecture"):
+        assert repr(checked.data[key]) == repr(plain.data[key]), key

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from depthlab import _registry as reg
+from depthlab._device import model_device
 from depthlab.diagnosis.architecture import architecture
 from depthlab.diagnosis.verdict import assess
 from depthlab.exceptions import ProbeError, SpecError
@@ -171,6 +172,7 @@ def diagnose(
     """
     options = options or DiagnoseOptions()
     started = time.perf_counter()
+    batch = batch.to(model_device(model))  # the probes run where the model lives
     check_input(model, batch)
     out: dict[str, Any] = {
         "name": name,
