@@ -88,6 +88,7 @@ class CorrelationProbe(Probe):
         with recording(weight_layers(model)) as calls:
             model(x)
         rows = []
+        found: list[tuple[str, int, torch.Tensor]] = []
         c0 = _cosines(widen(per_sample(x)), n_pairs)
         for index, call in enumerate(calls):
             inp = call.args[0] if call.args else None
@@ -97,11 +98,15 @@ class CorrelationProbe(Probe):
                 flat = per_sample(inp, len(x))
             except ValueError:
                 continue
-            c = _cosines(widen(flat), n_pairs)
+            found.append((call.name, index, _cosines(widen(flat), n_pairs)))
+        # every layer's cosines read back in one transfer; the fits are a few numbers each
+        host = torch.stack([c0, *(c for _, _, c in found)]).cpu()
+        c0 = host[0]
+        for (name, index, _), c in zip(found, host[1:], strict=True):
             b, se = _slope(c0, c)
             rows.append(
                 {
-                    "name": call.name,
+                    "name": name,
                     "index": index,
                     "slope": b,
                     "slope_se": se,

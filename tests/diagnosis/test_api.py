@@ -214,3 +214,11 @@ def test_the_subpackage_never_shadows_the_function():
     assert callable(dl.diagnose) and not isinstance(dl.diagnose, type(dl))
     assert dl.diagnose is importlib.import_module("depthlab.diagnosis.api").diagnose
     assert importlib.util.find_spec("depthlab.diagnose") is None
+
+
+def test_layers_without_pandas_is_one_line(diagnosed, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas raises ImportError
+    with pytest.raises(dl.DepthlabError, match=r"needs pandas: pip install 'depthlab\[frames\]'"):
+        diagnosed[3].layers()
