@@ -84,14 +84,15 @@ def _cat(parts: list[torch.Tensor], name: str) -> torch.Tensor:
 
 def draw(data: Any, samples: int, *, batch_size: int | None, seed: int) -> tuple[Any, torch.Tensor]:
     """Up to ``samples`` samples of ``data`` as ``(inputs, target)``: the first batches a
-    ``DataLoader`` yields (its own order; its shuffling seeded by ``seed`` without touching the
-    caller's random streams), a ``Dataset``'s first items, or ``(x, y)`` tensors."""
+    ``DataLoader`` (or any iterable of batches) yields — its own order, its shuffling seeded by
+    ``seed`` without touching the caller's random streams —, the first items of a ``Dataset``
+    or a list of samples, or an ``(x, y)`` tuple of tensors."""
     from torch.utils.data import DataLoader, Dataset
 
-    if isinstance(data, tuple | list) and len(data) == 2 and not isinstance(data, DataLoader):
-        inputs, y = split_batch(tuple(data))
+    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[1], torch.Tensor):
+        inputs, y = split_batch(data)
         return _head(inputs, samples), y[:samples]
-    if isinstance(data, Dataset):
+    if isinstance(data, Dataset | list):  # samples, one per item: batched in order
         data = DataLoader(data, batch_size=batch_size or 64, shuffle=False)
     if not isinstance(data, Iterable):
         raise DataError(

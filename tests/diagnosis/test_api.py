@@ -93,7 +93,8 @@ def test_html_repr_and_save(diagnosed, tmp_path):
 def test_tensors_dataset_and_loader_give_the_same_diagnosis():
     x, y = _data(200)
     runs = []
-    for data in ((x, y), TensorDataset(x, y), DataLoader(TensorDataset(x, y), batch_size=32)):
+    loader = DataLoader(TensorDataset(x, y), batch_size=32)
+    for data in ((x, y), TensorDataset(x, y), loader, list(zip(x, y, strict=True))):
         torch.manual_seed(0)
         runs.append(dl.diagnose(_mlp(), data, batch_size=32, probes=("signal", "trial")))
     first = runs[0].to_dict()
