@@ -93,7 +93,7 @@ def draw(data: Any, samples: int, *, batch_size: int | None, seed: int) -> tuple
         inputs, y = split_batch(data)
         return _head(inputs, samples), y[:samples]
     if isinstance(data, Dataset | list):  # samples, one per item: batched in order
-        data = DataLoader(data, batch_size=batch_size or 64, shuffle=False)
+        data = DataLoader(data, batch_size=batch_size or 64, shuffle=False)  # type: ignore[arg-type]
     if not isinstance(data, Iterable):
         raise DataError(
             f"data must be (x, y) tensors, a torch Dataset or a DataLoader; got "
