@@ -4,6 +4,7 @@ The one-call entry point is ``depthlab.diagnose`` (``depthlab.diagnosis.api``); 
 named ``diagnosis`` so that importing any of its modules never replaces that function.
 """
 
+from depthlab.diagnosis.engine import Curve, Decision, Setup, VerdictEngine
 from depthlab.diagnosis.run import (
     ALL_PROBES,
     DEFAULT_PROBES,
@@ -17,8 +18,12 @@ __all__ = [
     "ALL_PROBES",
     "DEFAULT_PROBES",
     "Assessment",
+    "Curve",
+    "Decision",
     "DiagnoseOptions",
     "Finding",
+    "Setup",
+    "VerdictEngine",
     "assess",
     "check_input",
     "diagnose",
