@@ -22,7 +22,6 @@ from depthlab.data import Dataset
 from depthlab.diagnosis.run import ALL_PROBES, DiagnoseOptions, _params_for
 from depthlab.probes import ProbeBatch
 from depthlab.spec import RunSpec, TrainSpec
-from depthlab.testing.cli import run_cli
 
 TIMINGS = {"hvp_seconds"}  # wall-clock numbers differ between any two runs
 
@@ -134,21 +133,31 @@ def test_train_device_in_run_files_is_checked_but_not_hashed():
         TrainSpec(device="gpu")
 
 
-def test_cli_device_is_one_clear_line(tmp_path):
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """``depthlab ARGS`` in this process (the errors come before any work): exit code and
+    stderr."""
+    from depthlab.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(list(args))
+    return int(exit_.value.code or 0), capsys.readouterr().err
+
+
+def test_cli_device_is_one_clear_line(tmp_path, capsys):
     spec = tmp_path / "run.yaml"
     spec.write_text("arch: {family: mlp, depth: 1, width: 8}\ndata: {name: iris}\n")
-    out = run_cli("train", str(spec), "--quiet", "--device", "tpu")
-    assert out.returncode != 0
-    assert len(out.stderr.strip().splitlines()) == 1
-    assert "unknown device 'tpu'; choices: auto, cpu, cuda, cuda:N, mps" in out.stderr
-    out = run_cli("diagnose", "--spec", str(spec), "--device", "meta", "--probes", "signal")
-    assert out.returncode != 0 and len(out.stderr.strip().splitlines()) == 1
-    assert "'meta' cannot run depthlab" in out.stderr
+    code, err = _cli(capsys, "train", str(spec), "--quiet", "--device", "tpu")
+    assert code == 2 and err.strip().splitlines() == [
+        "depthlab: error: unknown device 'tpu'; choices: auto, cpu, cuda, cuda:N, mps"
+    ]
+    code, err = _cli(capsys, "diagnose", "--spec", str(spec), "--device", "meta")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "'meta' cannot run depthlab" in err
     sweep = pathlib.Path(__file__).parent.parent / "examples" / "sweep_depth_width.yaml"
     store = tmp_path / "runs.db"
-    out = run_cli("sweep", str(sweep), "--store", str(store), "--device", "cuda:7", "--quiet")
-    assert out.returncode != 0 and len(out.stderr.strip().splitlines()) == 1
-    assert "'cuda:7' is not available" in out.stderr and not store.exists()
+    code, err = _cli(capsys, "sweep", str(sweep), "--store", str(store), "--device", "cuda:7")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "'cuda:7' is not available" in err and not store.exists()
 
 
 def test_a_whole_diagnosis_creates_its_tensors_on_the_models_device():
