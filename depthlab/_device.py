@@ -104,15 +104,24 @@ def wide_dtype(device: torch.device) -> torch.dtype:
 
 @contextlib.contextmanager
 def forked_rng(device: torch.device, seed: int | None = None) -> Iterator[None]:
-    """``torch.random.fork_rng`` over the CPU generator and, on CUDA, that device's: draws made
-    inside (dropout, ``torch.randn`` without a generator) never move the caller's streams.
-    With ``seed`` the forked streams start from it."""
-    devices: list[int] = []
+    """``torch.random.fork_rng`` over the CPU generator and ``device``'s own (CUDA or MPS):
+    draws made inside (dropout, ``torch.randn`` without a generator) never move the caller's
+    streams. With ``seed`` those two generators start from it; no other device's is touched."""
     if device.type == "cuda":
-        devices = [device.index if device.index is not None else torch.cuda.current_device()]
-    with torch.random.fork_rng(devices=devices):
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        fork = torch.random.fork_rng(devices=[index])
+    elif device.type == "mps":
+        fork = torch.random.fork_rng(devices=[0], device_type="mps")
+    else:
+        fork = torch.random.fork_rng(devices=[])
+    with fork:
         if seed is not None:
-            torch.manual_seed(seed)  # seeds the CUDA generators too
+            torch.random.default_generator.manual_seed(seed)
+            if device.type == "cuda":
+                with torch.cuda.device(index):
+                    torch.cuda.manual_seed(seed)
+            elif device.type == "mps":
+                torch.mps.manual_seed(seed)
         yield
 
 

@@ -66,7 +66,7 @@ def test_every_probe_runs_on_cuda(name):
     x, y = _xy(64)
     params = _params_for(name, DiagnoseOptions(ntk_samples=16, batch_size=32))
     if name == "hessian":
-        params = params.replace(method="double_backward", block=1)
+        params = params.replace(method="double_backward", block=1, exact_seconds=1e6)
     probe = reg.PROBES.get(name)(params)
     cpu = probe.run(_model(), ProbeBatch.from_tensors(x, y), seed=0)
     model = _model().to(CUDA)
