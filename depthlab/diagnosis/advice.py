@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from depthlab import _registry as reg
+from depthlab.diagnosis.graph_rules import GRAPH_VERDICTS, graph_fixes
 from depthlab.exceptions import DepthlabError
 
 #: Activations whose critical σ_w² (mean field) the advice states.
@@ -252,6 +253,8 @@ def candidate_fixes(verdict: str, spec: Any, stable_lr: float | None = None) -> 
             edits.append({**init_fix, **residual})
         if sgd:
             edits.append(adam)
+    elif verdict in GRAPH_VERDICTS:  # graph rules (depthlab.diagnosis.graph_rules)
+        edits += graph_fixes(verdict, spec)
     elif verdict in ("no progress", "won't train in budget", "ill-conditioned"):
         if (sgd and train.lr < 0.1) or (not sgd and train.lr < 3e-3):
             edits.append(raise_lr)

@@ -12,8 +12,12 @@ names a library chose:
   modules present, sorted;
 - ``token_inputs``: integer inputs (token ids);
 - ``kind``: ``transformer`` (attention present), ``cnn``
-  (convolutions, no attention), ``graph`` (a ``torch_geometric`` message-passing layer),
-  ``mlp`` (only ``Linear`` layers), else ``other``.
+  (convolutions, no attention), ``graph`` (a ``torch_geometric`` message-passing layer, or a
+  model holding its graph as an ``edge_index`` tensor, as every depthlab graph family does),
+  ``mlp`` (only ``Linear`` layers), else ``other``;
+- ``graph_layers`` (graph networks): the class names of the message-passing layers, the entries
+  of the model's ``layers`` list and any ``torch_geometric.nn.conv`` module, sorted (the graph
+  rules read the family's assumptions off them).
 """
 
 from __future__ import annotations
@@ -62,6 +66,23 @@ def _is_graph_layer(m: nn.Module) -> bool:
         c.__module__.startswith("torch_geometric") and c.__name__ == "MessagePassing"
         for c in type(m).__mro__
     )
+
+
+def _holds_graph(model: nn.Module) -> bool:
+    edge_index = getattr(model, "edge_index", None)
+    return isinstance(edge_index, torch.Tensor) and edge_index.dim() == 2 and len(edge_index) == 2
+
+
+def graph_layers(model: nn.Module) -> list[str]:
+    """Class names of a graph network's message-passing layers (module docstring)."""
+    names: set[str] = set()
+    layers = getattr(model, "layers", None)
+    if isinstance(layers, nn.ModuleList):
+        names.update(type(m).__name__ for m in layers)
+    for m in model.modules():
+        if type(m).__module__.startswith("torch_geometric.nn.conv"):
+            names.add(type(m).__name__)
+    return sorted(names)
 
 
 def _residual(model: nn.Module, x: torch.Tensor) -> bool:
@@ -146,7 +167,7 @@ def architecture(model: nn.Module, x: torch.Tensor) -> dict[str, Any]:
     attention = any(_is_attention(m) for m in mods)
     layers = [m for _, m in weight_layers(model)]
     convs = any(isinstance(m, nn.modules.conv._ConvNd) for m in layers)
-    graph = any(_is_graph_layer(m) for m in mods)
+    graph = _holds_graph(model) or any(_is_graph_layer(m) for m in mods)
     try:
         residual = _residual(model, x)
     except Exception:  # noqa: BLE001 - a summary: a model the check cannot run is not residual
@@ -161,7 +182,7 @@ def architecture(model: nn.Module, x: torch.Tensor) -> dict[str, Any]:
         kind = "mlp"
     else:
         kind = "other"
-    return {
+    summary: dict[str, Any] = {
         "kind": kind,
         "norms": norms,
         "activations": acts,
@@ -169,3 +190,6 @@ def architecture(model: nn.Module, x: torch.Tensor) -> dict[str, Any]:
         "attention": attention,
         "token_inputs": not torch.is_floating_point(x),
     }
+    if graph:
+        summary["graph_layers"] = graph_layers(model)
+    return summary

@@ -19,11 +19,14 @@ from depthlab.diagnosis.architecture import architecture
 from depthlab.diagnosis.verdict import assess
 from depthlab.exceptions import ProbeError, SpecError
 from depthlab.probes.base import MODE, ProbeBatch, attention_math, set_mode
+from depthlab.probes.graph_kernels import is_graph_model
 from depthlab.probes.layers import coverage
 from depthlab.spec import TrainSpec
 
 #: What the verdict rests on, at a few percent of the cost of training.
 DEFAULT_PROBES = ("signal", "gradients", "correlation", "meanfield", "trial")
+#: Added to the default probes for a graph network (a model holding ``edge_index``).
+GRAPH_PROBES = ("smoothing", "homophily")
 #: Every probe a diagnosis can run (``--probes all``): the verdict's and the costly spectra.
 ALL_PROBES = (
     "signal",
@@ -164,13 +167,17 @@ def diagnose(
     in one line; the others still run and the verdict uses what ran. ``probes`` holds every
     requested probe's status (``ok``, ``skipped`` with ``reason``, ``failed`` with ``error``).
     ``rebuild(seed)``, when given, makes the same network at another seed so the signal probe
-    can average over initialisations.
+    can average over initialisations. A graph network diagnosed with the default probes also
+    gets ``GRAPH_PROBES``.
 
     Besides the probes' results: ``mode`` (the mode policy the probes used), ``coverage`` (the
     layers the layer-based probes see and the share of parameters they hold) and
     ``architecture`` (``depthlab.diagnosis.architecture``).
     """
     options = options or DiagnoseOptions()
+    if options.probes == DEFAULT_PROBES and is_graph_model(model):
+        # a graph network's own verdicts (oversmoothing, heterophily) need its own probes
+        options = dataclasses.replace(options, probes=(*DEFAULT_PROBES, *GRAPH_PROBES))
     started = time.perf_counter()
     batch = batch.to(model_device(model))  # the probes run where the model lives
     check_input(model, batch)

@@ -67,6 +67,7 @@ ORDER = (
     "diverges",
     "unstable step size",
     "exploding signal",
+    "oversmoothing",  # graph rules (depthlab.diagnosis.graph_rules): a graph net's own cause
     "vanishing signal",
     "exploding gradients",
     "vanishing gradients",
@@ -74,11 +75,13 @@ ORDER = (
     "chaotic",
     "dead units",
     "ill-conditioned",
+    "heterophily",  # graph rules (depthlab.diagnosis.graph_rules)
     "no progress",
     "low coverage",
 )
-#: Findings that only qualify what the probes saw; never the verdict's cause.
-WARNINGS = ("low coverage",)
+#: Findings that only qualify what the probes saw (or, heterophily, the accuracy to expect);
+#: never the verdict's cause.
+WARNINGS = ("low coverage", "heterophily")
 SGD_FAMILY = ("sgd", "momentum")
 
 
@@ -215,7 +218,13 @@ def rule_findings(
                     advice.exploding,
                 )
             )
-    corr = results.get("correlation")
+    # graph rules (depthlab.diagnosis.graph_rules): oversmoothing and heterophily; for a graph
+    # network they stand in for the correlation rules, whose ξ_c assumes independent inputs
+    from depthlab.diagnosis.graph_rules import graph_findings
+
+    graph, is_graph = graph_findings(results, setup, advice)
+    findings.extend(graph)
+    corr = None if is_graph else results.get("correlation")
     ratio, xi, source = depth_ratio(results)
     if corr and ratio is not None and ratio > DEPTH_OVER_XI:
         last = corr.get("last_mean_correlation")

@@ -7,6 +7,7 @@ from depthlab.probes import (  # noqa: F401  (registers)
     gradients,
     jacobian,
     meanfield,
+    oversquashing,
     signal,
     smoothing,
     trial,

@@ -12,6 +12,11 @@ taken with respect to the output of the embedding that reads the token ids (``wr
 the first point where the input is continuous. A model whose integer input reaches no such
 embedding is skipped with that reason.
 
+Graph networks (a model holding its graph as ``edge_index``): J_i = ∂F_i/∂X is node i's
+output against every node's input, from the full-graph forward pass (nodes are coupled, not
+samples), for the first ``samples`` nodes (``depthlab.probes.graph_kernels``); the gains follow
+a random tangent on every node's input through the whole graph.
+
 Evaluated in the probes' mode policy with the batch statistics of the measured samples held
 fixed (``frozen_statistics``), attention by its math kernel.
 """
@@ -37,6 +42,7 @@ from depthlab.probes.base import (
     functional_state,
     register_probe,
 )
+from depthlab.probes.graph_kernels import graph_input_jacobians, is_graph_model
 from depthlab.probes.layers import Call, hooked, per_sample, recording, weight_layers
 from depthlab.probes.ntk_func import quiet_vmap
 from depthlab.spec import Spec
@@ -199,14 +205,22 @@ class JacobianProbe(Probe):
     Params = JacobianParams
 
     def measure(self, model: nn.Module, batch: ProbeBatch, *, seed: int) -> dict[str, Any]:
+        if is_graph_model(model):  # every node: the full-graph forward
+            with frozen_statistics(model, batch.x):
+                return self._measure(model, batch.x, seed, self.params.samples)
         x = batch.x[: self.params.samples]
         with frozen_statistics(model, x):
             return self._measure(model, x, seed)
 
-    def _measure(self, model: nn.Module, x: torch.Tensor, seed: int) -> dict[str, Any]:
+    def _measure(
+        self, model: nn.Module, x: torch.Tensor, seed: int, nodes: int | None = None
+    ) -> dict[str, Any]:
         point = InputPoint(model, x)
         try:
-            jac = input_jacobians(model, x, point)
+            if nodes is not None and point.module is None:
+                jac = graph_input_jacobians(model, x, nodes)
+            else:
+                jac = input_jacobians(model, x, point)
         except RuntimeError as exc:
             raise ProbeError(
                 f"cannot differentiate the model w.r.t. its input: {str(exc).splitlines()[0]}"
@@ -230,5 +244,5 @@ class JacobianProbe(Probe):
             else math.nan,
             "wrt": "input" if point.name is None else f"output of {point.name}",
             "skipped_layers": skipped,
-            "n_samples": len(x),
+            "n_samples": len(jac),
         }

@@ -29,6 +29,11 @@ model, never the user's. A float32 kernel's smallest eigenvalues are lost below 
 N·eps·λ_max of the precision used, λ_min is not resolved: ``condition_number`` is then the
 floor's value λ_max / (N·eps·λ_max) with ``condition_number_is_bound: true`` ("≥ that").
 
+Graph networks (a model holding its graph as ``edge_index``): nodes are coupled, not samples,
+so Θ is the full-graph kernel Θ_ij = Σ_k ⟨∂F_ik/∂θ, ∂F_jk/∂θ⟩ of the forward pass over every
+node, restricted to the first ``samples`` nodes (``depthlab.probes.graph_kernels``); ``method``
+is then ``graph`` whatever was asked (the per-sample methods do not apply).
+
 ``relative_change``: a deep copy (never the user's model) takes ``train_steps`` full-batch steps
 of SGD or Adam on the probe batch (in eval mode, so that the function trained is the one whose
 kernel is measured), then ‖Θ_k − Θ_0‖_F / ‖Θ_0‖_F. Near 0: the lazy (kernel) regime; order 1:
@@ -53,6 +58,7 @@ from depthlab.probes.base import (
     functional_state,
     register_probe,
 )
+from depthlab.probes.graph_kernels import graph_ntk, is_graph_model
 from depthlab.probes.ntk_func import jacobian_kernel, ntvp_kernel
 from depthlab.probes.ntk_layerwise import candidate_layers, layerwise_kernel
 from depthlab.spec import Spec
@@ -123,13 +129,21 @@ def empirical_ntk(
     method: str = "auto",
     memory_mb: float = 1024.0,
     seed: int = 0,
+    nodes: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Θ (float64, ``(N, N)``) of ``model`` as it is (mode included) on ``x``, and details:
-    the method used, K, P and how many parameters each path covered."""
+    the method used, K, P and how many parameters each path covered. ``nodes``: ``model`` is a
+    graph network, ``x`` every node's features, and Θ the full-graph kernel over the first
+    ``nodes`` nodes (module docstring)."""
     check_choice("method", method, METHODS)
     params, _ = functional_state(model, detach=False)  # the parameters: `covered` holds ids
     if not params:
         raise ProbeError("the model has no trainable parameters (requires_grad); Θ is empty")
+    if nodes is not None:
+        itemsize = next(iter(params.values())).element_size()
+        with torch.enable_grad():
+            theta, sizes = graph_ntk(model, x, nodes, budget=int(memory_mb * 2**20 / itemsize))
+        return theta, {"method": "graph", **sizes}
     with torch.no_grad():
         out = model(x[:1])
     if not isinstance(out, torch.Tensor):
@@ -243,12 +257,20 @@ class NTKProbe(Probe):
 
     def measure(self, model: nn.Module, batch: ProbeBatch, *, seed: int) -> dict[str, Any]:
         p = self.params
+        if is_graph_model(model):  # every node: the kernel of the full-graph forward
+            with frozen_statistics(model, batch.x):
+                return self._measure(model, batch, batch.x, seed, min(p.samples, len(batch.x)))
         x = batch.x[: p.samples]
         with frozen_statistics(model, x):
             return self._measure(model, batch, x, seed)
 
     def _measure(
-        self, model: nn.Module, batch: ProbeBatch, x: torch.Tensor, seed: int
+        self,
+        model: nn.Module,
+        batch: ProbeBatch,
+        x: torch.Tensor,
+        seed: int,
+        nodes: int | None = None,
     ) -> dict[str, Any]:
         p = self.params
         first = next(iter(functional_state(model, detach=False)[0].values()), None)
@@ -258,12 +280,19 @@ class NTKProbe(Probe):
             twin = _in_float64(model, x)
             if twin is not None:
                 (measured, xm), dtype = twin, torch.float64
-        theta, info = empirical_ntk(measured, xm, method=p.method, memory_mb=p.memory_mb, seed=seed)
-        result: dict[str, Any] = {**spectrum(theta, dtype), "n_samples": len(x), **info}
+        theta, info = empirical_ntk(
+            measured, xm, method=p.method, memory_mb=p.memory_mb, seed=seed, nodes=nodes
+        )
+        result: dict[str, Any] = {
+            **spectrum(theta, dtype),
+            "n_samples": len(x) if nodes is None else nodes,
+            **info,
+        }
         if p.train_steps > 0:
             clone, losses = _train_copy(measured, _cast_batch(batch, xm, dtype), p)
+            method = p.method if nodes is not None else info["method"]
             moved, _ = empirical_ntk(
-                clone, xm, method=info["method"], memory_mb=p.memory_mb, seed=seed
+                clone, xm, method=method, memory_mb=p.memory_mb, seed=seed, nodes=nodes
             )
             base, change = float(theta.norm()), float((moved - theta).norm())
             if base > 0:

@@ -32,8 +32,19 @@ homophily (the mean over nodes with neighbours of their fraction of same-class n
 class-adjusted homophily (Lim et al. 2021), (1/(C − 1)) Σ_k max(0, h_k − |C_k|/N), over every
 edge of the graph and every node's label.
 
-Both need a graph network: a model with an ``edge_index`` buffer (2×E) and its message-passing
-layers in ``layers``, as every depthlab graph family has.
+The smoothing probe also says how the network is put together around its message passing:
+``message_passing_layers`` (the calls of ``layers``: the depth a user set), ``input_maps`` and
+``output_maps`` (the weight layers outside ``layers`` that run before the first and after the
+last message-passing layer, e.g. ``embed.0`` and ``readout``), and ``readout_reads_last``:
+whether the output is a function of the last message-passing layer's output alone (with that
+output held fixed, a perturbed input leaves the output unchanged). It is false where earlier
+layers reach the readout by another path (DAGNN's weighted sum over every propagation step,
+jumping knowledge, a skip from the input): smoothing of the last layer then need not reach the
+output.
+
+Both need a graph network: a model with an ``edge_index`` buffer (2×E), called on the node
+features alone, with its message-passing layers in ``layers`` (every depthlab graph family) or
+as PyTorch Geometric ``MessagePassing`` modules (``message_passing_layers``).
 """
 
 from __future__ import annotations
@@ -48,7 +59,7 @@ from torch import nn
 from depthlab._device import wide_dtype, widen
 from depthlab.exceptions import ProbeError
 from depthlab.probes.base import Probe, ProbeBatch, register_probe
-from depthlab.probes.layers import recording
+from depthlab.probes.layers import hooked, recording, weight_layers
 from depthlab.spec import Spec
 
 
@@ -121,6 +132,72 @@ def _graph_of(model: nn.Module, n: int, probe: str) -> torch.Tensor:
     return graph_for(n) if callable(graph_for) else edge_index
 
 
+def message_passing_layers(model: nn.Module) -> list[nn.Module]:
+    """The model's ``layers`` list (every depthlab graph family), else its outermost PyTorch
+    Geometric ``MessagePassing`` modules in module order (a user's stack of ``GCNConv``)."""
+    layers = getattr(model, "layers", None)
+    if isinstance(layers, nn.ModuleList) and len(layers):
+        return list(layers)
+    found: list[nn.Module] = []
+    inside: set[int] = set()
+    for m in model.modules():
+        if id(m) in inside or not _is_message_passing(m):
+            continue
+        found.append(m)
+        inside.update(id(sub) for sub in m.modules())
+    return found
+
+
+def _is_message_passing(m: nn.Module) -> bool:
+    return any(
+        c.__name__ == "MessagePassing" and c.__module__.startswith("torch_geometric")
+        for c in type(m).__mro__
+    )
+
+
+def surrounding_maps(
+    model: nn.Module, x: torch.Tensor, layers: list[nn.Module]
+) -> tuple[list[str], list[str]]:
+    """Names of the weight layers outside ``layers`` that run before the first message-passing
+    layer and after the last one, in the order they ran (one forward pass on ``x``)."""
+    inside = {id(m) for layer in layers for m in layer.modules()}
+    outside = [(n, m) for n, m in weight_layers(model) if id(m) not in inside]
+    marks = [(" first", layers[0]), (" last", layers[-1])]
+    with recording(outside + marks) as calls:
+        model(x)
+    order = [c.name for c in calls]
+    first = order.index(" first") if " first" in order else len(order)
+    last = len(order) - 1 - order[::-1].index(" last") if " last" in order else len(order)
+    names = {n for n, _ in outside}
+
+    def unique(seq: list[str]) -> list[str]:
+        return [n for i, n in enumerate(seq) if n in names and n not in seq[:i]]
+
+    return unique(order[:first]), unique(order[last + 1 :])
+
+
+def readout_reads_last(model: nn.Module, x: torch.Tensor, layers: list[nn.Module]) -> bool | None:
+    """Whether the output depends on the input only through the last message-passing layer:
+    with that layer's output held at its value on ``x``, the output on a perturbed input is the
+    same to rounding. ``None`` for integer inputs (nothing to perturb)."""
+    if not torch.is_floating_point(x):
+        return None
+    with recording([("last", layers[-1])]) as calls:
+        out = model(x)
+    if not calls or not isinstance(out, torch.Tensor):
+        return None
+    held = calls[-1].output
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    noise = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
+    moved = x + noise * (x.detach().abs().mean() + 1.0)
+    with hooked([("last", layers[-1])], lambda call: held):
+        out2 = model(moved)
+    scale = float(out.detach().abs().nan_to_num(0.0).max()) if out.numel() else 0.0
+    tol = 1e-5 * (scale + 1e-12)
+    diff = (out - out2).abs().nan_to_num(0.0)
+    return bool(diff.max() <= tol) if diff.numel() else True
+
+
 @dataclasses.dataclass(frozen=True)
 class SmoothingParams(Spec):
     """``train_mode``: measure in train mode (dropout on, batch statistics); default eval."""
@@ -138,9 +215,9 @@ class SmoothingProbe(Probe):
     def measure(self, model: nn.Module, batch: ProbeBatch, *, seed: int) -> dict[str, Any]:
         from torch_geometric.utils import degree
 
-        layers = getattr(model, "layers", None)
         edge_index = _graph_of(model, len(batch.x), "smoothing")
-        if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
+        layers = message_passing_layers(model)
+        if not layers:
             raise ProbeError("smoothing needs a graph network with message-passing layers")
         model.train(self.params.train_mode)
         named = [(f"layer{i + 1}", m) for i, m in enumerate(layers)]
@@ -170,11 +247,16 @@ class SmoothingProbe(Probe):
         decay["relative_per_layer"] = relative["per_layer"]
         decay["normalized_rate"] = normalized["rate"]
         decay["normalized_per_layer"] = normalized["per_layer"]
+        before, after = surrounding_maps(model, batch.x, layers)
         return {
             "layers": rows,
             "decay": decay,
             "n_nodes": len(batch.x),
             "n_edges": int(edge_index.shape[1]) // 2,
+            "message_passing_layers": len(calls),
+            "input_maps": before,
+            "output_maps": after,
+            "readout_reads_last": readout_reads_last(model, batch.x, layers),
         }
 
 
