@@ -183,3 +183,55 @@ def test_a_whole_diagnosis_creates_its_tensors_on_the_models_device():
     assert "stability" in plain.data and checked.data["failed"] == {}
     for key in ("verdict", "p_trains", "signal", "trial", "stability", "layers", "architecture"):
         assert repr(checked.data[key]) == repr(plain.data[key]), key
+
+
+GRAPH_PROBES = ("smoothing", "homophily", "oversquashing", "ntk", "jacobian", "signal", "trial")
+
+
+@pytest.fixture(scope="module")
+def graph_net():
+    from depthlab.diagnosis.sources import dataset_source
+    from depthlab.spec import ArchSpec, DataSpec
+
+    batch, in_shape, out_dim, graph = dataset_source(
+        DataSpec(name="csbm", n_samples=60, n_classes=3, homophily=0.3)
+    )
+    spec = ArchSpec(family="gcn", depth=2, width=8)
+    return dl.build_model(spec, in_shape=in_shape, out_dim=out_dim, graph=graph), batch
+
+
+@pytest.mark.parametrize("name", GRAPH_PROBES)
+def test_graph_probes_create_their_tensors_on_the_models_device(graph_net, name):
+    model, batch = graph_net
+    params = _params_for(name, DiagnoseOptions(ntk_samples=16, batch_size=32))
+    probe = reg.PROBES.get(name)(params)
+    plain = probe.run(model, batch, seed=0)
+    with torch.device("meta"):
+        checked = probe.run(model, batch, seed=0)
+    assert _same(checked, plain)
+
+
+@pytest.mark.parametrize(
+    "family", ["gcn", "sage", "gin", "gat", "dagnn", "graph_transformer", "sheaf"]
+)
+def test_graph_families_train_on_the_models_device(family):
+    """Every graph family's forward and backward (full graph and a first-rows subgraph)."""
+    from depthlab.data import load_data
+    from depthlab.spec import ArchSpec, DataSpec
+
+    data = load_data(DataSpec(name="csbm", n_samples=40, n_classes=3, homophily=0.3))
+    kw = {"sheaf_maps": "general"} if family == "sheaf" else {}
+    spec = ArchSpec(family=family, depth=2, width=8, heads=2, stalk_dim=2, **kw)
+
+    def build() -> nn.Module:
+        return dl.build_model(
+            spec, in_shape=data.in_shape, out_dim=data.out_dim, graph=data.edge_index
+        )
+
+    train = TrainSpec(epochs=2, lr=0.01)
+    plain = dl.fit(build(), data, train, progress=False)
+    model = build()
+    with torch.device("meta"):
+        checked = dl.fit(model, data, train, progress=False)
+        sub = model(data.x_train[:10])  # the induced subgraph of the first rows
+    assert checked.history == plain.history and sub.device == torch.device("cpu")

@@ -188,7 +188,7 @@ def readout_reads_last(model: nn.Module, x: torch.Tensor, layers: list[nn.Module
         return None
     held = calls[-1].output
     gen = torch.Generator(device="cpu").manual_seed(0)
-    noise = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
+    noise = torch.randn(x.shape, generator=gen, dtype=x.dtype, device="cpu").to(x.device)
     moved = x + noise * (x.detach().abs().mean() + 1.0)
     with hooked([("last", layers[-1])], lambda call: held):
         out2 = model(moved)
