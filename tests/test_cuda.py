@@ -114,3 +114,25 @@ def test_a_run_file_trains_on_cuda_by_default():
     result = dl.run(spec, progress=False)
     assert result.state is dl.RunState.COMPLETE
     assert result.model is not None and _params_on(result.model) == {torch.device("cuda", 0)}
+
+
+@pytest.mark.parametrize("family", ["gcn", "gat", "graph_transformer", "sheaf"])
+def test_graph_networks_train_and_are_probed_on_cuda(family):
+    from depthlab.data import load_data
+    from depthlab.diagnosis.sources import dataset_source
+    from depthlab.spec import ArchSpec, DataSpec
+
+    data_spec = DataSpec(name="csbm", n_samples=60, n_classes=3, homophily=0.3)
+    data = load_data(data_spec)
+    kw = {"sheaf_maps": "general"} if family == "sheaf" else {}
+    spec = ArchSpec(family=family, depth=2, width=8, heads=2, stalk_dim=2, **kw)
+    model = dl.build_model(
+        spec, in_shape=data.in_shape, out_dim=data.out_dim, graph=data.edge_index
+    ).to(CUDA)
+    result = dl.fit(model, data, TrainSpec(epochs=2, lr=0.01), progress=False)
+    assert result.state is dl.RunState.COMPLETE
+    assert model(data.x_train[:10].to(CUDA)).device.type == "cuda"  # a subgraph on the device
+    batch = dataset_source(data_spec)[0]
+    for name in ("smoothing", "homophily", "ntk", "signal"):
+        out = reg.PROBES.get(name)().run(model, batch, seed=0)
+        assert out, name
