@@ -4,19 +4,23 @@ Build networks of any depth, width and shape from a spec, train them with the te
 make deep networks trainable, and measure them with principled probes.
 """
 
-from depthlab import data, layers, models, probes, train  # noqa: F401  (fills the registries)
+from importlib import metadata as _metadata
+
+from depthlab import data, layers, loggers, models, probes, train  # noqa: F401  (fills the registries)
 from depthlab.data import Dataset, load_data, register_dataset
 from depthlab.diagnosis.api import diagnose
 from depthlab.diagnosis.result import Diagnosis
 from depthlab.exceptions import (
     DataError,
     DepthlabError,
+    MissingDependencyError,
     ProbeError,
     SpecError,
     StoreError,
     UnknownComponentError,
 )
 from depthlab.models import build_model, register_arch
+from depthlab.results import Runs, load_runs
 from depthlab.spec import ArchSpec, DataSpec, RunSpec, TrainSpec
 from depthlab.train import (
     Callback,
@@ -28,7 +32,11 @@ from depthlab.train import (
     run,
 )
 
-__version__ = "0.1.0"
+try:
+    # The one source of the version is pyproject.toml, read back from the installed metadata.
+    __version__ = _metadata.version("depthlab")
+except _metadata.PackageNotFoundError:  # a source tree on sys.path, never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "ArchSpec",
@@ -38,9 +46,11 @@ __all__ = [
     "Dataset",
     "DepthlabError",
     "Diagnosis",
+    "MissingDependencyError",
     "ProbeError",
     "RunSpec",
     "RunState",
+    "Runs",
     "SpecError",
     "StoreError",
     "Technique",
@@ -51,6 +61,8 @@ __all__ = [
     "diagnose",
     "fit",
     "load_data",
+    "load_runs",
+    "loggers",
     "register_arch",
     "register_dataset",
     "register_technique",

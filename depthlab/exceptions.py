@@ -14,6 +14,7 @@ __all__ = [
     "DataError",
     "ProbeError",
     "StoreError",
+    "MissingDependencyError",
 ]
 
 
@@ -66,3 +67,7 @@ class ProbeError(DepthlabError):
 
 class StoreError(DepthlabError):
     """The run store cannot be read or written."""
+
+
+class MissingDependencyError(DepthlabError):
+    """An optional package (an extra such as ``depthlab[graph]``) is needed and not installed."""

@@ -32,6 +32,25 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+
+def _version(show: bool) -> None:
+    if show:
+        import depthlab
+
+        print(f"depthlab {depthlab.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Will this network train, why not, and how far from optimal is it?"""
+
+
 KINDS = (
     "archs",
     "datasets",
@@ -107,6 +126,9 @@ def train(
     quiet: Annotated[bool, typer.Option(help="No progress bar or table.")] = False,
     threads: Annotated[int, typer.Option(min=0, help=THREADS_HELP)] = 0,
     device: Annotated[str | None, typer.Option(help=DEVICE_HELP)] = None,
+    tensorboard: Annotated[
+        Path | None, typer.Option(help="Write TensorBoard event files (curves, hparams) here.")
+    ] = None,
 ) -> None:
     """Train the network a run file describes. Exit 0 complete, 3 diverged, 4 failed."""
     from depthlab.cli.output import write_json, write_run_dir
@@ -118,7 +140,12 @@ def train(
     run_spec = RunSpec.load(spec)
     if _device_option(device) is not None:
         run_spec = run_spec.replace(train=run_spec.train.replace(device=device))
-    result = run(run_spec, progress=None if not quiet else False)
+    loggers = []
+    if tensorboard is not None:
+        from depthlab.loggers import TensorBoard
+
+        loggers.append(TensorBoard(tensorboard))
+    result = run(run_spec, progress=None if not quiet else False, loggers=loggers)
     if json_path is not None:
         write_json(json_path, result.to_dict())
     if out is not None:
@@ -440,6 +467,10 @@ def sweep(
             "another device does not redo finished runs."
         ),
     ] = None,
+    tensorboard: Annotated[
+        Path | None,
+        typer.Option(help="Write each run's TensorBoard event files to DIR/<run name>."),
+    ] = None,
 ) -> None:
     """Run every run of a sweep not yet finished in the store; run it again to resume.
 
@@ -458,13 +489,35 @@ def sweep(
             _device_option(device)  # Ray workers check it on their own machines
         base = spec.base
         spec = spec.replace(base=base.replace(train=base.train.replace(device=device)))
+    on_finished = None
+    if tensorboard is not None:
+        from depthlab._optional import require
+        from depthlab.sweep.tensorboard import write_run
+
+        require("tensorboard", "--tensorboard")
+        on_finished = lambda record: write_run(record, tensorboard, list(spec.axes))  # noqa: E731
     runner.start()  # an executor that cannot start fails before the store is created
     try:
         with SQLiteStore(store) as runs_db:
             try:
                 summary = run_sweep(
-                    spec, runs_db, runner, retry_failed=retry_failed, progress=not quiet
+                    spec,
+                    runs_db,
+                    runner,
+                    retry_failed=retry_failed,
+                    progress=not quiet,
+                    on_finished=on_finished,
                 )
+                if tensorboard is not None:  # runs finished by an earlier, resumed invocation
+                    from depthlab.sweep import sweep_records
+                    from depthlab.sweep.tensorboard import export_runs
+
+                    export_runs(
+                        sweep_records(runs_db, spec),
+                        tensorboard,
+                        list(spec.axes),
+                        missing_only=True,
+                    )
             except KeyboardInterrupt:
                 done = sum(1 for r in runs_db.runs() if r.is_terminal)
                 fail(
@@ -496,31 +549,9 @@ def _open_existing_store(path: Path):  # type: ignore[no-untyped-def]
     return SQLiteStore(path)
 
 
-@app.command()
-def runs(
-    store: Annotated[Path, typer.Option(help="The run store (SQLite file).")],
-    state: Annotated[
-        str | None,
-        typer.Option(help="Only runs in this state: PENDING, RUNNING, COMPLETE, FAILED, DIVERGED."),
-    ] = None,
-    csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout instead of a table.")] = False,
-) -> None:
-    """List the runs in a store: name, state, final metrics, time, error."""
-    from depthlab.cli.tables import print_runs, write_runs_csv
-    from depthlab.train import RunState
+from depthlab.cli.runs import runs  # noqa: E402
 
-    chosen = None
-    if state is not None:
-        valid = [s.value for s in RunState]
-        if state.upper() not in valid:
-            fail(f"unknown state {state!r}; choices: {', '.join(valid)}")
-        chosen = RunState(state.upper())
-    with _open_existing_store(store) as runs_db:
-        records = runs_db.runs(chosen)
-    if csv:
-        write_runs_csv(records, sys.stdout)
-    else:
-        print_runs(records)
+app.command()(runs)
 
 
 @app.command()
@@ -606,7 +637,7 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         # Typer reports usage errors (unknown option, missing argument) itself, exit code 2.
-        app(args=argv)
+        app(args=argv, prog_name="depthlab")
     except DepthlabError as err:
         fail(str(err))
     except KeyboardInterrupt:
@@ -614,6 +645,10 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except Exception as err:  # noqa: BLE001 - the CLI's last line of defence: no traceback
+        from depthlab._optional import missing_extra
+
+        if isinstance(err, ImportError) and (missing := missing_extra(err, "this command")):
+            fail(str(missing))  # an optional package (torch_geometric, ...) is not installed
         if os.environ.get("DEPTHLAB_DEBUG"):
             traceback.print_exc()
         fail(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from depthlab._json import to_json
 from depthlab.exceptions import DepthlabError
 from depthlab.train import TrainResult
+from depthlab.train.loggers import write_history_csv
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> None:
@@ -36,11 +36,7 @@ def write_run_dir(out: str | Path, result: TrainResult) -> list[Path]:
         (d / "spec.yaml").write_text(result.spec.to_yaml())
         written.append(d / "spec.yaml")
     if result.history:
-        keys = sorted({k for row in result.history for k in row}, key=_column_order)
-        with (d / "history.csv").open("w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=keys)
-            w.writeheader()
-            w.writerows(result.history)
+        write_history_csv(d / "history.csv", result.history)
         written.append(d / "history.csv")
         written.append(plot_history(result, d / "loss.png"))
     return written
@@ -78,8 +74,3 @@ def plot_history(result: TrainResult, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def _column_order(key: str) -> tuple[int, str]:
-    order = ["epoch", "step", "lr"]
-    return (order.index(key), key) if key in order else (len(order), key)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import csv
 import sys
-from typing import TextIO
+from collections.abc import Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -204,19 +204,14 @@ def print_runs(records: list[RunRecord]) -> None:
     _console().print(table)
 
 
-def write_runs_csv(records: list[RunRecord], stream: TextIO) -> None:
-    """``run_id, name, seed, state, <metrics...>, seconds, host, attempt, error`` per run."""
-    metrics = sorted({k for r in records for k in r.metrics})
-    writer = csv.writer(stream)
-    writer.writerow(
-        ["run_id", "name", "seed", "state", *metrics, "seconds", "host", "attempt", "error"]
-    )
-    for r in records:
-        writer.writerow(
-            [r.run_id, r.spec.get("name", ""), r.seed, r.state.value]
-            + [r.metrics.get(k, "") for k in metrics]
-            + [r.seconds if r.seconds is not None else "", r.host, r.attempt, r.error]
-        )
+def print_columns(columns: Sequence[str], rows: list[dict[str, Any]], title: str) -> None:
+    """A table of exactly ``columns``; floats to four significant digits, blanks as ``-``."""
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(escape(col), overflow="fold")
+    for row in rows:
+        table.add_row(*(escape("-" if row.get(c) is None else _fmt(row.get(c))) for c in columns))
+    _console().print(table)
 
 
 def print_claims() -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from depthlab import _registry as reg
+from depthlab._optional import missing_extra, require
 from depthlab.exceptions import DataError
 from depthlab.spec import DataSpec
 
@@ -137,12 +138,19 @@ def infer_task(y: np.ndarray, requested: str, source: str) -> str:
 def load_data(spec: DataSpec) -> Dataset:
     """Load, check, split and standardise the dataset ``spec`` names."""
     loader: Loader = reg.DATASETS.get(spec.name, field="data.name")
-    raw = loader(spec)
+    try:
+        raw = loader(spec)
+    except ImportError as err:  # an optional package (torch_geometric): one line, its extra
+        missing = missing_extra(err, f"dataset {spec.name!r}")
+        if missing is None:
+            raise
+        raise missing from None
     source = raw.source or spec.name
     check_arrays(raw.x, raw.y, source)
     task = infer_task(raw.y, spec.task, source)
     rng = np.random.default_rng(spec.seed)
     if raw.edge_index is not None:
+        require("torch_geometric", f"the graph in dataset {spec.name!r}")
         return _graph_dataset(spec, raw, source, task, rng)
     if raw.x_test is not None and raw.y_test is not None:
         check_arrays(raw.x_test, raw.y_test, f"{source} (test)")

@@ -129,14 +129,9 @@ class Diagnosis:
 
     def layers(self):  # type: ignore[no-untyped-def]  # pandas is optional
         """One row per layer as a pandas ``DataFrame`` (columns: ``LAYER_COLUMNS``)."""
-        try:
-            import pandas as pd
-        except ImportError:
-            from depthlab.exceptions import DepthlabError
+        from depthlab._optional import require
 
-            raise DepthlabError(
-                "Diagnosis.layers() needs pandas: pip install 'depthlab[frames]'"
-            ) from None
+        pd = require("pandas", "Diagnosis.layers()")
         return pd.DataFrame(list(self.data.get("layers", [])), columns=list(LAYER_COLUMNS))
 
     def save(self, path: str | Path) -> Path:

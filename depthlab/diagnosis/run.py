@@ -119,8 +119,8 @@ def diagnose_run(
 ) -> tuple[dict[str, Any], nn.Module, ProbeBatch]:
     """A run spec's network at initialisation, diagnosed for the run's own training setup (one
     seed, no progress display); also the network and the batch. ``source`` is the data as
-    ``depthlab.diagnosis.sources.dataset_source`` gives it for ``spec.data``, when already loaded.
-    The network is built on the host and diagnosed on ``spec.train.device``."""
+    ``depthlab.diagnosis.sources.dataset_source`` gives it for ``spec.data``, when already
+    loaded. The network is built on the host and diagnosed on ``spec.train.device``."""
     from depthlab._device import resolve_device
     from depthlab.diagnosis.sources import dataset_source
     from depthlab.models import build_model

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from depthlab import _registry as reg
+from depthlab._optional import missing_extra, require
 from depthlab.exceptions import SpecError
 from depthlab.layers import (
     ActivationDef,
@@ -85,12 +86,20 @@ def build_model(
     parts = Parts(spec, resolve_activation(spec.act), resolve_norm(spec.norm))
     # Layers draw a default init from torch's global generator as they are constructed; that
     # draw is overwritten below, so keep it from moving the user's global random state.
+    what = f"the {spec.family} family"
     with torch.random.fork_rng(devices=[]):
-        model = family(spec, parts, tuple(in_shape), out_dim)
+        try:
+            model = family(spec, parts, tuple(in_shape), out_dim)
+        except ImportError as err:  # an optional package (torch_geometric): one line, its extra
+            missing = missing_extra(err, what)
+            if missing is None:
+                raise
+            raise missing from None
     generator = torch.Generator().manual_seed(seed)
     init_model(model, resolve_init(spec.init), InitContext(parts.act_def, spec.sigma_b, generator))
     set_graph = getattr(model, "set_graph", None)
     if set_graph is not None:
+        require("torch_geometric", what)  # every graph network runs on PyG's scatter/softmax
         if graph is None:
             raise SpecError(
                 "family",

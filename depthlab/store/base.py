@@ -96,6 +96,13 @@ class RunRecord:
     def is_terminal(self) -> bool:
         return self.state in TERMINAL_STATES
 
+    def history_frame(self) -> Any:
+        """The run's curves as a ``pandas.DataFrame``, a row per epoch (``depthlab[frames]``);
+        see :func:`depthlab._frames.history_frame`."""
+        from depthlab._frames import history_frame
+
+        return history_frame(self.history)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe (``json.dumps(..., allow_nan=False)`` accepts it); see the module doc."""
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

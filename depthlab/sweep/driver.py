@@ -63,11 +63,14 @@ def run_sweep(
     retry_failed: bool = False,
     progress: bool | None = None,
     host: str | None = None,
+    on_finished: Callable[[RunRecord], None] | None = None,
 ) -> SweepSummary:
     """Run every planned run of ``sweep`` not yet finished in ``store``; see the module doc.
 
     ``executor`` defaults to a local pool with one worker per core. ``progress`` shows a live
     display on stderr (default: when stderr is a terminal; ``False`` prints nothing).
+    ``on_finished`` is called in this process with each run's stored record as it finishes
+    (``depthlab sweep --tensorboard`` writes the run's event files there).
     """
     started = time.perf_counter()
     executor = executor or LocalExecutor()
@@ -77,7 +80,7 @@ def run_sweep(
     with executor:
         if sweep.strategy == "tpe":
             run_ids, added, skipped, executed = _run_tpe(
-                sweep, store, executor, host, retry_failed, show, redone
+                sweep, store, executor, host, retry_failed, show, redone, on_finished
             )
             planned = len(run_ids)
         else:
@@ -86,7 +89,7 @@ def run_sweep(
             added = store.add_pending(records)
             todo = _todo(store, run_ids, retry_failed)
             planned, skipped = len(records), len(records) - len(todo)
-            with _Display(show, len(records), skipped, redone) as display:
+            with _Display(show, len(records), skipped, redone, on_finished) as display:
                 executed = _execute(todo, store, executor, sweep.probes, host, display)
     ids = set(run_ids)
     counts = dict.fromkeys(RunState, 0)
@@ -227,6 +230,7 @@ def _run_tpe(
     retry_failed: bool,
     show: bool,
     redone: int,
+    on_finished: Callable[[RunRecord], None] | None = None,
 ) -> tuple[list[str], int, int, int]:
     """Run ``budget`` distinct points chosen by TPE; return (run ids, added, skipped, executed)."""
     try:
@@ -283,7 +287,7 @@ def _run_tpe(
     todo = _todo(store, [rec.run_id for rec in records], retry_failed)
     total = sweep.budget * len(sweep.seeds)
     skipped = len(records) - len(todo)
-    with _Display(show, total, skipped, redone) as display:
+    with _Display(show, total, skipped, redone, on_finished) as display:
         executed = _execute(todo, store, executor, sweep.probes, host, display)
         for index in existing:
             add_trial(index)
@@ -343,8 +347,16 @@ def _first_unseen(sweep: SweepSpec, seen: set[tuple[int, ...]]) -> tuple[int, ..
 class _Display:
     """Live counts (done / failed / diverged), throughput and ETA on stderr."""
 
-    def __init__(self, show: bool, total: int, skipped: int, redone: int) -> None:
+    def __init__(
+        self,
+        show: bool,
+        total: int,
+        skipped: int,
+        redone: int,
+        on_finished: Callable[[RunRecord], None] | None = None,
+    ) -> None:
         self.show = show
+        self.on_finished = on_finished
         self.total = total
         self.done = skipped
         self.counts = dict.fromkeys(RunState, 0)
@@ -403,6 +415,8 @@ class _Display:
         return (self.total - self.done) / rate if rate > 0 else None
 
     def finished(self, record: RunRecord) -> None:
+        if self.on_finished is not None:
+            self.on_finished(record)
         self.done += 1
         self.session += 1
         self.counts[record.state] += 1

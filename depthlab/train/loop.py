@@ -21,6 +21,7 @@ from depthlab.exceptions import SpecError
 from depthlab.models import build_model
 from depthlab.spec import RunSpec, TrainSpec
 from depthlab.train.callbacks import Callback, TrainState, build_techniques
+from depthlab.train.loggers import Logger, LoggerFeed, hparams_of
 from depthlab.train.result import RunState, TrainResult
 from depthlab.train.schedule import is_constant, lr_at, make_optimizer
 
@@ -103,12 +104,15 @@ def fit(
     callbacks: Sequence[Callback] = (),
     progress: bool | None = None,
     run_spec: RunSpec | None = None,
+    loggers: Sequence[Logger] = (),
 ) -> TrainResult:
     """Train ``model`` on ``data`` as ``spec`` says; techniques in ``spec`` run as callbacks.
 
     The minimised objective is the task loss plus every callback's ``loss_term``; the history's
     ``train_loss`` is the task loss alone. A graph is trained full batch (``batch_size`` is not
-    used): every step runs the model on all nodes and scores the training nodes.
+    used): every step runs the model on all nodes and scores the training nodes. ``loggers``
+    (``depthlab.loggers``: TensorBoard, history.csv, a user's own) receive the hyperparameters,
+    each epoch's history row and the final metrics.
 
     The run trains where the model lives (``spec.device: auto``), or on ``spec.device``, where
     the model is moved first; the data is moved there once. Minibatch orders are drawn on the
@@ -117,7 +121,8 @@ def fit(
     start = time.perf_counter()
     device = place(model, spec.device)
     data = data.to(device)
-    callbacks = [*build_techniques(spec), *callbacks]
+    feed = LoggerFeed(loggers, hparams_of(run_spec, spec))
+    callbacks = [*build_techniques(spec), *callbacks, *([feed] if loggers else [])]
     lname = loss_name(spec, data)
     loss = loss_fn(lname, data.n_classes)
     classify = data.task == "classification"
@@ -235,7 +240,7 @@ def fit(
     error = (
         "" if diverged_at is None else f"loss or parameters became NaN/inf at step {diverged_at}"
     )
-    return TrainResult(
+    result = TrainResult(
         state=run_state,
         metrics=metrics,
         history=tuple(history),
@@ -246,10 +251,16 @@ def fit(
         error=error,
         model=model,
     )
+    feed.finish(result.metrics, run_state.value)
+    return result
 
 
 def run(
-    spec: RunSpec, *, callbacks: Sequence[Callback] = (), progress: bool | None = None
+    spec: RunSpec,
+    *,
+    callbacks: Sequence[Callback] = (),
+    progress: bool | None = None,
+    loggers: Sequence[Logger] = (),
 ) -> TrainResult:
     """Load the data, build the model and train it: the whole run a spec describes. The network
     is built on the host (the same weights on every device) and trains on
@@ -263,7 +274,15 @@ def run(
         seed=spec.train.seed,
         graph=data.edge_index,
     ).to(device)
-    return fit(model, data, spec.train, callbacks=callbacks, progress=progress, run_spec=spec)
+    return fit(
+        model,
+        data,
+        spec.train,
+        callbacks=callbacks,
+        progress=progress,
+        run_spec=spec,
+        loggers=loggers,
+    )
 
 
 @contextlib.contextmanager

@@ -43,6 +43,13 @@ class TrainResult:
     error: str = ""
     model: nn.Module | None = dataclasses.field(default=None, repr=False)
 
+    def history_frame(self) -> Any:
+        """``history`` as a ``pandas.DataFrame``, a row per epoch (``depthlab[frames]``);
+        see :func:`depthlab._frames.history_frame`."""
+        from depthlab._frames import history_frame
+
+        return history_frame(self.history)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe; the model is left out."""
         return {

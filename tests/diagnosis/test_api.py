@@ -221,5 +221,5 @@ def test_layers_without_pandas_is_one_line(diagnosed, monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas raises ImportError
-    with pytest.raises(dl.DepthlabError, match=r"needs pandas: pip install 'depthlab\[frames\]'"):
+    with pytest.raises(dl.MissingDependencyError, match=r'pip install "depthlab\[frames\]"'):
         diagnosed[3].layers()

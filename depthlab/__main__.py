@@ -1,0 +1,5 @@
+"""``python -m depthlab``: the ``depthlab`` command."""
+
+from depthlab.cli.main import main
+
+main()
