@@ -44,11 +44,12 @@ def test_conformance(family, act, norm, init, residual):
 
 def test_every_registered_family_is_covered():
     # graph families run on a graph: tests/gnn/test_gnn_families.py covers them; icnn takes only
-    # convex non-decreasing activations: conformance in tests/convex/test_icnn.py
+    # convex non-decreasing activations: conformance in tests/convex/test_icnn.py; kan takes no
+    # norm and hypernet no residual: conformance in tests/test_kan.py and tests/test_hypernet.py
     from depthlab.models.graph_base import GraphNet
 
     graph = {n for n in reg.ARCHS.names() if _builds_graph_net(n, GraphNet)}
-    assert set(reg.ARCHS.names()) - graph == set(FAMILY_INPUT) | {"icnn"}
+    assert set(reg.ARCHS.names()) - graph == set(FAMILY_INPUT) | {"icnn", "kan", "hypernet"}
 
 
 def _builds_graph_net(family, graph_net):

@@ -62,10 +62,23 @@ def _widths(text: str | None) -> tuple[int, ...]:
         ) from None
 
 
+def _emit(text: str, json_path: Path | None) -> None:
+    print(text)
+    if json_path is not None:
+        json_path.write_text(text + "\n")
+
+
 @app.command()
 def fit(
     data: Annotated[str, typer.Option(help="A dataset name or a FILE.npz with arrays x, y.")],
-    lam: Annotated[float, typer.Option(help="Weight decay λ (> 0).")],
+    lam: Annotated[float | None, typer.Option(help="Weight decay λ (> 0).")] = None,
+    lam_path: Annotated[
+        str | None,
+        typer.Option(help="START:STOP:COUNT, e.g. 1e-1:1e-4:20: a warm-started λ path instead."),
+    ] = None,
+    solver: Annotated[
+        str, typer.Option(help="auto, working-set (exact, small) or first-order (large).")
+    ] = "auto",
     model: Annotated[str, typer.Option(help="relu or gated.")] = "relu",
     loss: Annotated[str, typer.Option(help="squared or logistic (binary labels).")] = "squared",
     patterns: Annotated[str, typer.Option(help=PATTERNS_HELP)] = "exact",
@@ -73,7 +86,9 @@ def fit(
         int | None, typer.Option(help="Use the first K principal components of x (stated).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of sampled gates and of the dataset.")] = 0,
-    max_seconds: Annotated[float, typer.Option(help="Stop the solver after this long.")] = 600.0,
+    max_seconds: Annotated[
+        float, typer.Option(help="Stop after this long; the best bounds so far are returned.")
+    ] = 600.0,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the JSON here.")] = None,
     save: Annotated[Path | None, typer.Option(help="Save the recovered network (torch).")] = None,
 ) -> None:
@@ -83,12 +98,27 @@ def fit(
 
     from depthlab.convex import fit_convex
     from depthlab.convex.gap import project as pca
+    from depthlab.exceptions import SpecError
 
     torch.set_num_threads(1)
+    if (lam is None) == (lam_path is None):
+        raise SpecError("lam", "give exactly one of --lam or --lam-path")
     x, y = _load(data, seed)
     x = np.asarray(x, dtype=np.float64)
     if project is not None:
         x = pca(x, project)
+    if lam_path is not None:
+        from depthlab.convex.path import fit_path, parse_lam_path
+
+        path = fit_path(
+            x, np.asarray(y), parse_lam_path(lam_path), model=model, loss=loss,
+            patterns=patterns, seed=seed, max_seconds=max_seconds, solver=solver,
+        )  # fmt: skip
+        out_path = path.to_dict()
+        out_path["projection"] = project
+        _emit(json.dumps(out_path, indent=2), json_path)
+        return
+    assert lam is not None
     res = fit_convex(
         x,
         np.asarray(y),
@@ -98,6 +128,7 @@ def fit(
         patterns=patterns,
         seed=seed,
         max_seconds=max_seconds,
+        solver=solver,
     )
     out = res.to_dict()
     out["projection"] = project
@@ -110,10 +141,7 @@ def fit(
             res.weights, res.gates, torch.from_numpy(x), targets(np.asarray(y), loss), lam, loss
         )
         out["relu_recovery"] = rec.to_dict()
-    text = json.dumps(out, indent=2)
-    print(text)
-    if json_path is not None:
-        json_path.write_text(text + "\n")
+    _emit(json.dumps(out, indent=2), json_path)
     if save is not None:
         torch.save(res.module(), save)
 

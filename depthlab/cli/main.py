@@ -360,7 +360,7 @@ def diagnose(
             # the run file's own loss unless --loss says otherwise
             run_loss = specs[0].train.loss if loss == "auto" else loss
             batch, in_shape, out_dim, graph = dataset_source(data_spec, run_loss)
-        subjects = spec_subjects(specs, in_shape, out_dim, graph, device)
+        subjects = spec_subjects(specs, in_shape, out_dim, graph, batch=batch, device=device)
         if graph is not None and (probes is None or probes.strip() == "all"):
             options = dataclasses.replace(options, probes=(*names, *GRAPH_PROBES))
     results = []

@@ -2,7 +2,10 @@
 
 ``fit_convex`` solves the convex program of Pilanci & Ergen (2020) and says what it certifies;
 ``patterns`` enumerates or samples activation patterns; ``recover`` turns a solution into an
-``nn.Module``; ``gap`` holds a trained network against the optimum.
+``nn.Module``; ``gap`` holds a trained network against the optimum. The solvers: ``barrier`` and
+``solvers.working_set`` (interior point, small problems); ``apg``, ``gated``, ``screening`` and
+``auglag`` (first order, vectorised over patterns, problems of ordinary size); ``path`` solves a
+warm-started λ path.
 """
 
 from depthlab.convex.fit import ConvexResult, fit_convex, targets

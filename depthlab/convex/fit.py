@@ -43,12 +43,16 @@ from depthlab.convex.patterns import (
 )
 from depthlab.convex.programs import MODELS, Program
 from depthlab.convex.recover import from_gated, from_relu
-from depthlab.convex.solvers import SolverResult, fista, working_set
+from depthlab.convex.solvers import SolverResult, first_order, working_set
 from depthlab.exceptions import DataError, SpecError
 
 __all__ = ["ConvexResult", "fit_convex", "targets", "SOLVERS"]
 
-SOLVERS = ("working-set", "fista")
+SOLVERS = ("auto", "working-set", "first-order")
+SOLVER_NAMES = {
+    "working-set": "working-set interior point",
+    "first-order": "first-order (accelerated proximal gradient; augmented Lagrangian for ReLU)",
+}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -154,47 +158,62 @@ def fit_convex(
     tol: float = 1e-8,
     cert_tol: float = 1e-6,
     max_seconds: float = math.inf,
-    solver: str = "working-set",
+    solver: str = "auto",
+    warm: list[torch.Tensor] | None = None,
 ) -> ConvexResult:
     """Solve the convex program of a two-layer ReLU (or gated-ReLU) network on (x, y).
 
     ``x`` (N, d) without a bias column (it is added); ``y`` real targets or integer labels
-    (see ``targets``); ``patterns`` ``"exact"`` or a number of sampled gates."""
+    (see ``targets``); ``patterns`` ``"exact"`` or a number of sampled gates. ``solver``:
+    ``working-set`` (interior point on a working set of patterns: high accuracy, CPU, small
+    problems), ``first-order`` (accelerated proximal gradient with gap-safe screening for
+    gated ReLU; an augmented Lagrangian warm-started from it for ReLU: problems of ordinary
+    size, on the device of ``x`` when it is a tensor) or ``auto`` (working-set for exactly
+    enumerated patterns, first-order otherwise). ``warm``: weights of an earlier result on
+    the same patterns (a λ path) to start from. Past ``max_seconds`` the best bounds found so
+    far are returned, never nothing."""
     if not (isinstance(lam, int | float) and lam > 0 and math.isfinite(lam)):
         raise SpecError("lam", f"{lam!r} is not valid; expected a number > 0")
     if model not in MODELS:
         raise SpecError("model", f"unknown model {model!r}; choices: {', '.join(MODELS)}")
-    if solver not in SOLVERS or (solver == "fista" and model != "gated"):
-        raise SpecError(
-            "solver",
-            f"{solver!r} is not valid for model {model!r}; choices: working-set"
-            + (", fista" if model == "gated" else ""),
-        )
+    if solver not in SOLVERS:
+        raise SpecError("solver", f"{solver!r} is not valid; choices: {', '.join(SOLVERS)}")
     if loss not in LOSSES:
         raise SpecError("loss", f"unknown loss {loss!r}; choices: {', '.join(LOSSES)}")
     start = time.perf_counter()
     deadline = start + max_seconds
+    device = x.device if isinstance(x, torch.Tensor) else torch.device("cpu")
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
     xa = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
     xt = np.concatenate([xa, np.ones((len(xa), 1))], axis=1)
     ys = targets(y, loss)
     if len(ys) != len(xt):
         raise DataError(f"x has {len(xt)} samples but y has {len(ys)}; they must match")
     pats = _patterns(xt, patterns, seed)
-    xt_t = torch.from_numpy(xt)
-    d_t = torch.from_numpy(pats.d.astype(np.float64))
+    if solver == "auto":
+        solver = "working-set" if pats.exact else "first-order"
+    if solver == "working-set":
+        device = torch.device("cpu")  # the interior point runs where scipy's NNLS does
+    xt_t = torch.from_numpy(xt).to(device)
+    d_t = torch.from_numpy(pats.d.astype(np.float64)).to(device)
     gates = torch.from_numpy(pats.gates)
+    ys = ys.to(device)
     weights: list[torch.Tensor] = []
     total_obj, total_low, closed = 0.0, 0.0, True
     scope = "all patterns" if pats.exact else "sampled patterns"
     for col in range(ys.shape[1]):
         prog = Program(xt_t, d_t, make_loss(loss, ys[:, col]), float(lam), model)
         res: SolverResult
-        if solver == "fista":
-            res = fista(prog, tol=tol, deadline=deadline)
+        if solver == "first-order":
+            u0 = None if warm is None or col >= len(warm) else warm[col].to(xt_t)
+            res = first_order(prog, tol=tol, deadline=deadline, u0=u0)
         else:
             res = working_set(prog, gates, tol=tol, deadline=deadline)
         u, obj = _prune(prog, res.u, res.objective, tol)
-        weights.append(u)
+        weights.append(u.cpu())
         total_obj += obj
         low: float | None = res.lower_bound
         low_scope = scope
@@ -223,7 +242,7 @@ def fit_convex(
         n_patterns=pats.n_patterns,
         exact_patterns=pats.exact,
         neurons=neurons,
-        solver="fista" if solver == "fista" else "working-set interior point",
+        solver=SOLVER_NAMES[solver],
         seconds=time.perf_counter() - start,
         model=model,
         loss=loss,
@@ -259,12 +278,13 @@ def _global_lower_bound(
     xt = prog.x
     n = len(xt)
     if pats.rank <= MAX_EXACT_RANK and max_patterns(n, pats.rank) <= MAX_EXACT_PATTERNS:
-        full = exact_patterns(xt.numpy())
+        xc, wc = xt.cpu(), w.cpu()
+        full = exact_patterns(xc.numpy())
         d_all = torch.from_numpy(full.d.astype(np.float64))
         if prog.model == "gated":
-            norm = gated_dual_norm(xt, d_all, w)
+            norm = gated_dual_norm(xc, d_all, wc)
         else:
-            norm = relu_dual_norm(xt, d_all, w, prog.lam)
+            norm = relu_dual_norm(xc, d_all, wc, prog.lam)
         return dual_bound(prog.loss, w, prog.lam, norm), "all patterns"
     if prog.model == "gated":
         norm = float(torch.linalg.matrix_norm(xt, ord=2)) * float(w.norm())

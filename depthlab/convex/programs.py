@@ -42,7 +42,7 @@ class Program:
         return (p, dim) if self.model == "gated" else (2, p, dim)
 
     def zeros(self) -> torch.Tensor:
-        return torch.zeros(self.shape, dtype=self.x.dtype)
+        return torch.zeros(self.shape, dtype=self.x.dtype, device=self.x.device)
 
     # --- the linear operator F and its adjoint ---------------------------------------------
     def predict(self, u: torch.Tensor) -> torch.Tensor:

@@ -261,6 +261,11 @@ def candidate_fixes(verdict: str, spec: Any, stable_lr: float | None = None) -> 
         edits += [e for e in (init_fix, residual) if e]
         if sgd:
             edits.append(adam)
+    elif verdict == "disconnected":  # pruning emptied a layer: rank each layer on its own
+        pruned = [dict(t, scope="layer") if t.get("name") == "prune_at_init" else t
+                  for t in train.techniques]  # fmt: skip
+        if pruned != list(train.techniques):
+            edits.append({"train.techniques": tuple(pruned)})
     if not edits:
         edits.append(adam if sgd else lower)
     unique: list[Edit] = []

@@ -21,7 +21,8 @@ activations shrink because propagation drives the nodes together, and the graph 
 For a graph network the generic *correlation collapse* / *chaotic* rules do not apply (their
 depth scale ξ_c is mean-field theory's for independent inputs; a graph's nodes are coupled, and
 the correlation probe counts the input and output maps as layers): :func:`graph_findings` says
-so, and ``rule_findings`` leaves them out; *oversmoothing* is what a graph net gets instead.
+so, and the correlation rules' domain (``independent inputs``) makes them context notes;
+*oversmoothing* is what a graph net gets instead.
 
 Thresholds, measured at initialisation (CSBM, 300 nodes, 3 classes, edge homophily 0.8, width
 32, ReLU/He): the last layer's MAD is 0.05 for a 2-layer GCN, 2.5e-3 at 8 layers, 1.3e-5 at 16

@@ -16,6 +16,7 @@ from torch import nn
 from depthlab import _registry as reg
 from depthlab._device import model_device
 from depthlab.diagnosis.architecture import architecture
+from depthlab.diagnosis.rules import domains, needs_stability
 from depthlab.diagnosis.verdict import assess
 from depthlab.exceptions import ProbeError, SpecError
 from depthlab.probes.base import MODE, ProbeBatch, attention_math, set_mode
@@ -124,12 +125,15 @@ def diagnose_run(
     from depthlab._device import resolve_device
     from depthlab.diagnosis.sources import dataset_source
     from depthlab.models import build_model
+    from depthlab.train.techniques import apply_at_init
 
     device = resolve_device(spec.train.device)
     batch, in_shape, out_dim, graph = source or dataset_source(spec.data, spec.train.loss)
     model = build_model(
         spec.arch, in_shape=in_shape, out_dim=out_dim, seed=spec.train.seed, graph=graph
-    ).to(device)
+    )
+    apply_at_init(model, spec.train, batch.x, batch.y, batch.loss_fn)  # pruning at init
+    model.to(device)  # built and pruned on the host, diagnosed where it will train
     options = DiagnoseOptions(probes=probes, seed=spec.train.seed, seeds=1, train=spec.train)
     result = diagnose(model, batch, options, name=spec.name or "run", progress=False)
     return result, model, batch
@@ -140,6 +144,7 @@ def training_setup(options: DiagnoseOptions, n_samples: int) -> dict[str, Any]:
     from depthlab.probes.trial import budget_steps
 
     train = options.train or TrainSpec()
+    per_epoch = budget_steps(dataclasses.replace(train, epochs=1), n_samples)
     return {
         "optimizer": train.optimizer,
         "lr": train.lr,
@@ -147,6 +152,7 @@ def training_setup(options: DiagnoseOptions, n_samples: int) -> dict[str, Any]:
         "batch_size": train.batch_size,
         "epochs": train.epochs,
         "budget_steps": budget_steps(train, n_samples),
+        "warmup_steps": math.ceil(train.warmup_epochs * per_epoch),
         "assumed": options.train is None,
     }
 
@@ -190,6 +196,9 @@ def diagnose(
         "coverage": coverage(model),
         "architecture": _architecture(model, batch),
     }
+    sparse = _sparsity(model, batch)  # masks from pruning (depthlab.train.techniques.masks)
+    if sparse is not None:
+        out["sparsity"] = sparse
     skipped: dict[str, str] = {}
     failed: dict[str, str] = {}
     status: dict[str, dict[str, str]] = {}
@@ -217,9 +226,13 @@ def diagnose(
             seconds[probe_name] = time.perf_counter() - start
             advance(probe_name)
     setup = training_setup(options, len(batch.x))
-    if _needs_stability(out, setup):
+    trigger = needs_stability(out, setup)
+    if trigger:
         try:
-            out["stability"] = stability(model, batch, setup, seed=options.seed)
+            out["stability"] = {
+                **stability(model, batch, setup, seed=options.seed),
+                "trigger": trigger,
+            }
         except ProbeError as err:
             skipped["stability"] = str(err)
         except Exception as exc:  # noqa: BLE001 - the verdict goes on without it
@@ -232,6 +245,7 @@ def diagnose(
         "findings": [f.to_dict() for f in assessment.findings],
         "setup": setup,
         "evidence": assessment.contributions,
+        "rules": domains(out, setup),
         **out,
         "probes": status,
         "skipped": skipped,
@@ -241,11 +255,19 @@ def diagnose(
     }
 
 
+def _sparsity(model: nn.Module, batch: ProbeBatch) -> dict[str, Any] | None:
+    """The masked layers' kept fractions and whether the input still reaches the output."""
+    from depthlab.probes.base import preserved
+    from depthlab.train.techniques.masks import sparsity_summary
+
+    with preserved(model), torch.no_grad(), attention_math():
+        return sparsity_summary(model, batch.x[:64])
+
+
 def _needs_stability(out: dict[str, Any], setup: dict[str, Any]) -> bool:
-    """The edge of stability is worked out for an SGD-family setup whose trial went unstable."""
-    trial = out.get("trial") or {}
-    unstable = trial.get("diverged") or (trial.get("loss_growth") or 0.0) > 2.0
-    return bool(unstable) and setup["optimizer"] in ("sgd", "momentum") and "hessian" not in out
+    """The edge of stability is worked out for an SGD-family setup whose trial diverged,
+    spiked or started far above the constant predictor (``rules.needs_stability``)."""
+    return needs_stability(out, setup) is not None
 
 
 def stability(

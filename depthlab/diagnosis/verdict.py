@@ -3,21 +3,32 @@
 A diagnosis answers "will *this* network train *with this optimizer, learning rate and budget*".
 Two kinds of evidence meet here:
 
-*Theory rules* read one probe each and fire above a documented threshold:
+*Theory rules* (``depthlab.diagnosis.rules``) read one probe each, fire above a documented
+threshold, and are a *cause* only inside their domain — the assumptions each states, checked on
+the network and setup; outside it they are ``context`` notes, never the verdict:
 
-============================ ============================================== ===============
-verdict                      rule                                           threshold
-============================ ============================================== ===============
-exploding signal             last/first layer pre-activation second moment  > 1e3
-vanishing signal             last/first layer pre-activation second moment  < 1e-3
-exploding gradients          ‖∂L/∂h¹‖ / ‖∂L/∂h^L‖                           > 1e3
-vanishing gradients          ‖∂L/∂h¹‖ / ‖∂L/∂h^L‖, or every ‖∇W‖/‖W‖       < 1e-3, < 1e-6
-correlation collapse         depth / measured ξ_c, correlations rising      > 6
-chaotic                      depth / measured ξ_c, correlations falling     > 6
-dead units                   mean fraction of units dead over the batch     > 0.5
-ill-conditioned              empirical NTK condition number λ_max/λ_min     > 1e7
-unstable step size           SGD lr above 2(1 + β)/λ_max of the Hessian     > 1
-============================ ============================================== ===============
+============================ ========================================== ======= ===============
+verdict                      rule                                       thresh. domain
+============================ ========================================== ======= ===============
+exploding signal             last/first layer pre-activation E[h²]      > 1e3   SGD family [1]
+vanishing signal             last/first layer pre-activation E[h²]      < 1e-3  SGD family [1]
+exploding gradients          ‖∂L/∂h¹‖ / ‖∂L/∂h^L‖                       > 1e3   SGD family [1]
+vanishing gradients          same, or every ‖∇W‖/‖W‖                    < 1e-3, SGD family [1]
+                                                                        < 1e-6
+correlation collapse         inputs' relative distance / float ε        < 1e3   not a graph net
+correlation collapse         depth / ξ_c, correlations rising           > 6     plain net [2]
+chaotic                      depth / ξ_c, correlations falling          > 6     plain net [2]
+dead units                   mean fraction of units dead over the batch > 0.5   no residual sum
+ill-conditioned              empirical NTK condition number             > 1e7   ≥ N·K params,
+                                                                                SGD family
+unstable step size           SGD lr above 2(1 + β)/λ_max of the Hessian > 1     SGD family
+============================ ========================================== ======= ===============
+
+[1] Or values exactly zero, underflowed or non-finite: Adam-family optimizers undo a finite
+scale. [2] Independent inputs (not a graph net), no residual sum, no normalization, off a
+critical line, zero-mean activation, q at its fixed point: where the approach to c* is
+exponential. Graph networks get *oversmoothing* and *heterophily* instead
+(``depthlab.diagnosis.graph_rules``).
 
 The depth rule is Schoenholz et al. 2017's: signals propagate, and networks train, to a depth
 of about 6 ξ_c. The NTK rule applies only to networks with at least N·K parameters (N samples,
@@ -25,12 +36,13 @@ K outputs; a smaller net's kernel is singular by construction) and never fires o
 number that is only a numerical lower bound below the threshold. The step-size rule is the edge
 of stability (Cohen et al. 2021): gradient descent with momentum β is stable on a quadratic only
 while lr · λ_max < 2(1 + β); λ_max comes from the ``hessian`` probe, or is worked out (Lanczos
-to 1 %, ``stability`` in the diagnosis) when an SGD-family trial goes unstable.
+to 1 %, ``stability`` in the diagnosis) when an SGD-family trial diverges, spikes or starts
+far above the constant predictor (``rules.needs_stability``).
 
 *The trial* (``depthlab.probes.trial``) trains a copy for a few percent of the budget with the
 user's own setup — the run's own first steps: same initial weights, batches and schedule. A loss
 that turns NaN/inf is *diverges* and sets P(trains) to 0; no progress toward the best constant
-predictor is *no progress*.
+predictor is *no progress* (context when the trial saw only the warm-up, which is flagged).
 
 ``p_trains`` — the probability that the network gets at least halfway from chance to a shallow
 reference net within the budget — comes from a logistic model per optimizer family (SGD family:
@@ -64,6 +76,7 @@ STABLE_STEP = 1.0
 LOW_COVERAGE = 0.5
 
 ORDER = (
+    "disconnected",  # pruning emptied a layer on the only path (depthlab.diagnosis.disconnected)
     "diverges",
     "unstable step size",
     "exploding signal",
@@ -78,21 +91,30 @@ ORDER = (
     "heterophily",  # graph rules (depthlab.diagnosis.graph_rules)
     "no progress",
     "low coverage",
+    "warm-up covers the trial",
+    "context",
 )
 #: Findings that only qualify what the probes saw (or, heterophily, the accuracy to expect);
-#: never the verdict's cause.
-WARNINGS = ("low coverage", "heterophily")
+#: never the verdict's cause. ``context`` is a theory rule outside its domain
+#: (``depthlab.diagnosis.rules``).
+WARNINGS = ("low coverage", "heterophily", "warm-up covers the trial", "context")
 SGD_FAMILY = ("sgd", "momentum")
 
 
 @dataclasses.dataclass(frozen=True)
 class Finding:
+    """One rule's or the trial's finding. ``rule``: the rule that made it (for ``context``, the
+    rule that stayed silent); ``domain``: its assumptions as checked on this network and setup,
+    each ``"assumption: holds|fails (why)"``."""
+
     verdict: str
     evidence: str
     advice: str
+    rule: str = ""
+    domain: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict[str, str]:
-        return dataclasses.asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "domain": list(self.domain)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,141 +188,24 @@ def assess(results: Mapping[str, Any], setup: Mapping[str, Any] | None = None) -
 def rule_findings(
     results: Mapping[str, Any], setup: Mapping[str, Any], advice: Any
 ) -> list[Finding]:
-    """Every theory rule and trial finding that fires, in ``ORDER``."""
-    findings: list[Finding] = []
-    signal, grads, ntk = results.get("signal"), results.get("gradients"), results.get("ntk")
-    if signal:
-        ratio, depth = signal["second_moment_ratio"], len(signal["layers"])
-        if ratio < VANISHING_SIGNAL:
-            fall = _times(1 / ratio if ratio > 0 else math.inf)
-            findings.append(
-                Finding(
-                    "vanishing signal",
-                    f"activation second moment falls {fall} over {depth} layers",
-                    advice.vanishing,
-                )
-            )
-        elif ratio > EXPLODING_SIGNAL:
-            findings.append(
-                Finding(
-                    "exploding signal",
-                    f"activation second moment grows {_times(ratio)} over {depth} layers",
-                    advice.exploding,
-                )
-            )
-        dead = [
-            row["dead_fraction"] for row in signal["layers"] if row.get("dead_fraction") is not None
-        ]
-        if dead and sum(dead) / len(dead) > DEAD_UNITS:
-            findings.append(
-                Finding(
-                    "dead units",
-                    f"{100 * sum(dead) / len(dead):.0f} % of units are constant over the batch",
-                    advice.dead,
-                )
-            )
-    if grads:
-        d = grads["delta_first_to_last"]
-        if d < VANISHING_GRADIENTS or grads["max_ratio"] < VANISHING_RATIO:
-            findings.append(
-                Finding(
-                    "vanishing gradients",
-                    f"‖∂L/∂h‖ at the first layer is {_times(1 / d if d > 0 else math.inf)} smaller "
-                    f"than at the last; largest ‖∇W‖/‖W‖ is {grads['max_ratio']:.2g}",
-                    advice.vanishing,
-                )
-            )
-        elif d > EXPLODING_GRADIENTS:
-            findings.append(
-                Finding(
-                    "exploding gradients",
-                    f"‖∂L/∂h‖ at the first layer is {_times(d)} larger than at the last",
-                    advice.exploding,
-                )
-            )
-    # graph rules (depthlab.diagnosis.graph_rules): oversmoothing and heterophily; for a graph
-    # network they stand in for the correlation rules, whose ξ_c assumes independent inputs
+    """Every theory rule (``depthlab.diagnosis.rules``: a cause inside its domain, a
+    ``context`` note outside it) and trial finding that fires, in ``ORDER``."""
+    from depthlab.diagnosis import rules
     from depthlab.diagnosis.graph_rules import graph_findings
 
-    graph, is_graph = graph_findings(results, setup, advice)
-    findings.extend(graph)
-    corr = None if is_graph else results.get("correlation")
-    ratio, xi, source = depth_ratio(results)
-    if corr and ratio is not None and ratio > DEPTH_OVER_XI:
-        last = corr.get("last_mean_correlation")
-        if last is None:
-            last = corr["layers"][-1]["mean_correlation"]
-        rising = last > corr.get("input_mean", 0.0)
-        name = "correlation collapse" if rising else "chaotic"
-        what = (
-            "inputs become indistinguishable (correlations → 1)"
-            if rising
-            else "inputs decorrelate (every pair ends at the same correlation)"
-        )
-        bound = "≤ " if source == "measured" and corr.get("xi_c_is_bound") else ""
-        findings.append(
-            Finding(
-                name,
-                f"depth {corr['depth']} is {ratio:.3g} × the {source} correlation "
-                f"length ξ_c = {bound}{xi:.3g} layers (trainable to ≈ 6 ξ_c): {what}",
-                advice.correlation(rising),
-            )
-        )
-    # A kernel on N samples with K outputs can be full rank only if the net has ≥ N·K
-    # parameters; a smaller net (a linear model) is singular by construction, not badly scaled.
-    if ntk and ntk.get("n_params", math.inf) >= ntk.get("n_samples", 0) * ntk.get("n_outputs", 1):
-        cond = ntk.get("condition_number", 0)
-        is_bound = bool(ntk.get("condition_number_is_bound"))
-        # a lower bound fires only when the bound itself is above the threshold
-        if cond > ILL_CONDITIONED:
-            findings.append(
-                Finding(
-                    "ill-conditioned",
-                    f"the empirical NTK's condition number is {'≥ ' if is_bound else ''}"
-                    f"{cond:.2g}: gradient descent moves along its smallest directions "
-                    f"{cond:.0e}× slower than along its largest",
-                    advice.conditioning,
-                )
-            )
-    hessian = results.get("hessian") or {}
-    top = hessian.get("top_eigenvalues") or []
-    if not top and (results.get("stability") or {}).get("lambda_max"):
-        top = [results["stability"]["lambda_max"]]
-    optimizer = str(setup.get("optimizer", "adam"))
-    if top and optimizer in SGD_FAMILY and "lr" in setup and top[0] > 0:
-        beta = float(setup.get("momentum", 0.9)) if optimizer == "momentum" else 0.0
-        limit = 2 * (1 + beta) / top[0]
-        if float(setup["lr"]) > STABLE_STEP * limit:
-            findings.append(
-                Finding(
-                    "unstable step size",
-                    f"lr {float(setup['lr']):.3g} is above the edge of stability "
-                    f"2(1 + β)/λ_max = {limit:.3g} (λ_max = {top[0]:.3g}, β = {beta:g})",
-                    advice.step_size(limit),
-                )
-            )
-    trial = results.get("trial")
-    if trial:
-        if trial.get("diverged"):
-            findings.append(
-                Finding(
-                    "diverges",
-                    f"the trial's loss became NaN/inf at step {trial['diverged_step']} of "
-                    f"{trial['planned_steps']} ({trial['optimizer']}, lr {trial['lr']:.3g})",
-                    advice.diverges,
-                )
-            )
-        elif _trial_progress(trial) < calibrated.NO_PROGRESS:
-            findings.append(
-                Finding(
-                    "no progress",
-                    f"after {trial.get('steps', '?')} trial steps "
-                    f"({100 * trial.get('fraction_of_budget', 0.0):.0f} % "
-                    f"of the budget) the loss is {trial['loss_after_ratio']:.3g} × the constant "
-                    f"predictor's {trial['baseline_loss']:.3g}",
-                    advice.slow,
-                )
-            )
+    findings = rules.theory_findings(results, setup, advice)
+    # -- hook: sparse nets (rule in depthlab.diagnosis.disconnected) --
+    from depthlab.diagnosis.disconnected import VERDICT, disconnected
+
+    cut = disconnected(results)
+    if cut is not None:
+        findings.append(Finding(VERDICT, *cut))
+    # -- end hook --
+    # graph rules (depthlab.diagnosis.graph_rules): oversmoothing and heterophily; for a graph
+    # network they stand in for the correlation rules, whose domain is independent inputs
+    findings += graph_findings(results, setup, advice)[0]
+    findings += rules.warmup_findings(results, setup)
+    findings += _trial_findings(results, setup, advice)
     coverage = results.get("coverage")
     if coverage and coverage.get("fraction", 1.0) < LOW_COVERAGE:
         findings.append(
@@ -313,6 +218,46 @@ def rule_findings(
         )
     findings.sort(key=lambda f: ORDER.index(f.verdict))
     return findings
+
+
+def _trial_findings(
+    results: Mapping[str, Any], setup: Mapping[str, Any], advice: Any
+) -> list[Finding]:
+    """*diverges* and *no progress* from the trial; no progress inside the warm-up is context
+    (the trial saw a smaller step than the run's)."""
+    from depthlab.diagnosis.rules import CONTEXT_ADVICE, in_warmup
+
+    trial = results.get("trial")
+    if not trial:
+        return []
+    if trial.get("diverged"):
+        return [
+            Finding(
+                "diverges",
+                f"the trial's loss became NaN/inf at step {trial['diverged_step']} of "
+                f"{trial['planned_steps']} ({trial['optimizer']}, lr {trial['lr']:.3g})",
+                advice.diverges,
+            )
+        ]
+    if _trial_progress(trial) >= calibrated.NO_PROGRESS:
+        return []
+    evidence = (
+        f"after {trial.get('steps', '?')} trial steps "
+        f"({100 * trial.get('fraction_of_budget', 0.0):.0f} % of the budget) the loss is "
+        f"{trial['loss_after_ratio']:.3g} × the constant predictor's {trial['baseline_loss']:.3g}"
+    )
+    if in_warmup(results, setup):
+        return [
+            Finding(
+                "context",
+                f"no progress (trial) is silent here: trial past warm-up fails. It measured: "
+                f"{evidence}",
+                CONTEXT_ADVICE,
+                "no progress",
+                ("trial past warm-up: fails",),
+            )
+        ]
+    return [Finding("no progress", evidence, advice.slow, "no progress")]
 
 
 def depth_ratio(results: Mapping[str, Any]) -> tuple[float | None, float | None, str]:

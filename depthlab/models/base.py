@@ -96,7 +96,15 @@ def build_model(
                 raise
             raise missing from None
     generator = torch.Generator().manual_seed(seed)
-    init_model(model, resolve_init(spec.init), InitContext(parts.act_def, spec.sigma_b, generator))
+    ctx = InitContext(parts.act_def, spec.sigma_b, generator)
+    init = resolve_init(spec.init)
+    init_model(model, init, ctx)
+    for module in model.modules():
+        # Layers that are not Linear/Conv (a KAN's spline layer) initialise themselves here, from
+        # the same seeded generator, so the same seed still gives the same network.
+        seeded = getattr(module, "init_seeded", None)
+        if callable(seeded):
+            seeded(init, ctx)
     set_graph = getattr(model, "set_graph", None)
     if set_graph is not None:
         require("torch_geometric", what)  # every graph network runs on PyG's scatter/softmax

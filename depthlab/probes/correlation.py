@@ -19,6 +19,25 @@ fit reads the approach to c* as exponential: true off criticality; at a critical
 He init, χ₁ = 1) the approach is polynomial, ξ_c is infinite, and the verdict takes ξ_c from
 mean-field theory whenever the ``meanfield`` probe applies. Measured under the probes' mode
 policy (batch statistics on, dropout off unless asked; ``depthlab.probes.base``).
+
+*Distinguishability* is measured on what carries the inputs, their differences, not on the raw
+correlation's level: an activation with a non-zero mean (softplus, sigmoid) adds one vector
+common to every input, which drives the raw c to 1 while the differences stay far above float
+resolution. Per layer, over the P pairs:
+
+- ``one_minus_c``: the mean of 1 − c;
+- ``distance``: the median relative distance δ = ‖h_a − h_b‖ / √(‖h_a‖ ‖h_b‖)
+  (δ² = 2(1 − c) for equal norms), computed from the difference itself so that nothing cancels;
+- ``centred_correlation``: the mean cosine of the pairs after the batch mean of every feature is
+  taken out (the geometry of the differences alone);
+- ``offset_share``: ‖h̄‖² / mean ‖h‖², the share of the representation's second moment common
+  to every input (at the first hidden layer, the activation's own (E φ)² / E φ²).
+
+A float of relative precision ε holds h to ε‖h‖, and rounding accumulates through the layers'
+sums (≈ √(fan-in · depth) ε for random rounding): ``resolution`` = 1e3 ε of the layers' dtype is
+the floor below which a relative distance is rounding, not input (1 − c < resolution² / 2).
+``indistinguishable_at`` is the position in ``layers`` of the first layer whose median distance
+falls below it (``None`` while the inputs stay apart), ``indistinguishable_layer`` its name.
 """
 
 from __future__ import annotations
@@ -36,6 +55,9 @@ from depthlab.probes.base import Probe, ProbeBatch, register_probe
 from depthlab.probes.layers import per_sample, recording, weight_layers
 from depthlab.spec import Spec
 from depthlab.spec.base import check_min, check_range
+
+#: Relative distances below this many ε of the dtype are rounding, not input (see the module doc).
+RESOLUTION_EPS = 1e3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +77,43 @@ def _cosines(h: torch.Tensor, n_pairs: int) -> torch.Tensor:
     norms = a.norm(dim=1) * b.norm(dim=1)
     c = (a * b).sum(1) / norms.clamp_min(1e-300)
     return torch.where(norms > 0, c, torch.ones_like(c))
+
+
+def _differences(h: torch.Tensor, n_pairs: int) -> dict[str, float]:
+    """What carries the inputs at one layer (``h``: 2P × features, float64): the mean 1 − c, the
+    median relative distance of the pairs, the centred correlation and the common share."""
+    a, b = h[0 : 2 * n_pairs : 2], h[1 : 2 * n_pairs : 2]
+    scale = (a.norm(dim=1) * b.norm(dim=1)).sqrt()
+    # two all-zero representations are the same point: distance 0
+    delta = torch.where(scale > 0, (a - b).norm(dim=1) / scale.clamp_min(1e-300), 0.0)
+    centred = h[: 2 * n_pairs] - h[: 2 * n_pairs].mean(0)
+    second = float(h[: 2 * n_pairs].pow(2).sum(1).mean())
+    return {
+        "one_minus_c": float((1 - _cosines(h, n_pairs)).mean()),
+        "distance": float(delta.median()),
+        "centred_correlation": float(_cosines(centred, n_pairs).mean()),
+        "offset_share": float(h[: 2 * n_pairs].mean(0).pow(2).sum()) / second
+        if second > 0
+        else 1.0,
+    }
+
+
+def resolution(dtype: torch.dtype) -> float:
+    """The relative distance below which two representations in ``dtype`` are rounding apart."""
+    return RESOLUTION_EPS * torch.finfo(dtype).eps
+
+
+def distinguishability(rows: list[dict[str, Any]], floor: float) -> dict[str, Any]:
+    """The first layer whose inputs' median distance falls below ``floor`` (see the module doc)."""
+    dist = [r["distance"] for r in rows if "distance" in r]
+    below = [i for i, r in enumerate(rows) if r.get("distance", math.inf) < floor]
+    first = below[0] if below else None
+    return {
+        "resolution": floor,
+        "min_distance": min(dist) if dist else None,
+        "indistinguishable_at": first,
+        "indistinguishable_layer": None if first is None else rows[first]["name"],
+    }
 
 
 def _slope(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
@@ -88,7 +147,7 @@ class CorrelationProbe(Probe):
         with recording(weight_layers(model)) as calls:
             model(x)
         rows = []
-        found: list[tuple[str, int, torch.Tensor]] = []
+        dtype = x.dtype if torch.is_floating_point(x) else torch.float32
         c0 = _cosines(widen(per_sample(x)), n_pairs)
         for index, call in enumerate(calls):
             inp = call.args[0] if call.args else None
@@ -98,19 +157,17 @@ class CorrelationProbe(Probe):
                 flat = per_sample(inp, len(x))
             except ValueError:
                 continue
-            found.append((call.name, index, _cosines(widen(flat), n_pairs)))
-        # every layer's cosines read back in one transfer; the fits are a few numbers each
-        host = torch.stack([c0, *(c for _, _, c in found)]).cpu()
-        c0 = host[0]
-        for (name, index, _), c in zip(found, host[1:], strict=True):
+            dtype = inp.dtype  # the precision the deepest layer computes in
+            c = _cosines(widen(flat), n_pairs)
             b, se = _slope(c0, c)
             rows.append(
                 {
-                    "name": name,
+                    "name": call.name,
                     "index": index,
                     "slope": b,
                     "slope_se": se,
                     "mean_correlation": float(c.mean()),
+                    **_differences(widen(flat), n_pairs),
                 }
             )
         if len(rows) < 2:
@@ -120,6 +177,8 @@ class CorrelationProbe(Probe):
             "input_std": float(c0.std()),
             "input_mean": float(c0.mean()),
             **fit_xi(rows, self.params.resolve, self.params.floor),
+            "dtype": str(dtype).removeprefix("torch."),
+            **distinguishability(rows, resolution(dtype)),
         }
 
 

@@ -2,10 +2,11 @@
 
 A copy of the network trains for ``steps`` optimizer steps with the user's own training setup
 (``train``: optimizer, learning rate and schedule, momentum, weight decay, batch size, gradient
-clipping) on the batch's samples, drawn as the trainer draws them. It records the minibatch loss
-and the global gradient norm ‖∇_θ L‖₂ of every step, where a loss, gradient or parameter first
-became NaN/inf, and the mean loss and accuracy on a fixed evaluation subset (the first
-``eval_samples`` samples) before and after.
+clipping) on the batch's samples, drawn as the trainer draws them, with the run's
+``train.techniques`` acting through the trainer's callback hooks (``TrialTechniques``). It
+records the minibatch loss and the global gradient norm ‖∇_θ L‖₂ of every step, where a loss,
+gradient or parameter first became NaN/inf, and the mean loss and accuracy on a fixed evaluation
+subset (the first ``eval_samples`` samples) before and after.
 
 ``steps: 0`` (default) takes ``fraction`` of the run's budget, ``train.epochs`` ×
 ⌈N / batch⌉ steps, at least ``min_steps`` and at most ``max_steps``: a few percent of the cost of
@@ -163,6 +164,8 @@ def run_trial(
     grad_norms: list[float] = []
     diverged: int | None = None
     order = torch.randperm(n, generator=generator, device="cpu").to(device)
+    techniques = TrialTechniques(train, net, optimizer, batch, generator)
+    techniques.start()
     for step in range(steps):
         i = step % per_epoch
         if i == 0 and step > 0:
@@ -170,13 +173,17 @@ def run_trial(
         idx = order[i * size : (i + 1) * size]
         for group in optimizer.param_groups:
             group["lr"] = lr_at(train, step, per_epoch)
-        loss = batch.loss_fn(net(batch.x[idx]), batch.y[idx])
+        xb, yb = batch.x[idx], batch.y[idx]
+        out = net(xb)
+        loss = batch.loss_fn(out, yb)
         value = loss.item()
-        if not math.isfinite(value):
+        objective = techniques.objective(loss, xb, yb, out)
+        if not (math.isfinite(value) and math.isfinite(objective.item())):
             diverged = step
             break
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        objective.backward()
+        techniques.after_backward()
         grads = [widen(q.grad.detach()).pow(2).sum() for q in params if q.grad is not None]
         sq = float(torch.stack(grads).sum()) if grads else 0.0
         norm = math.sqrt(sq) if math.isfinite(sq) else math.inf
@@ -186,8 +193,10 @@ def run_trial(
         if train.grad_clip > 0:
             nn.utils.clip_grad_norm_(params, train.grad_clip)
         optimizer.step()
+        techniques.step_end(value)
         losses.append(value)
         grad_norms.append(norm)
+    techniques.end()
     if diverged is None and not all(bool(torch.isfinite(q).all()) for q in params):
         diverged = len(losses)
     after = _evaluate(net, evaluation) if diverged is None else {}
@@ -223,6 +232,63 @@ def run_trial(
         "eval_samples": len(ex),
         "out_dim": out_dim,
     }
+
+
+class TrialTechniques:
+    """The run's ``train.techniques`` (``depthlab.train.callbacks``) acting on a trial as
+    ``depthlab.train.fit`` calls them: ``start`` before the first step, ``objective`` adds each
+    technique's loss term to the batch loss, ``after_backward`` before clipping and the step,
+    ``step_end`` after it, ``end`` when the trial stops. The techniques see the trial's samples
+    as the run's data (train, val and test alike) and the trial's generator, which also draws
+    its batches, as the trainer's does."""
+
+    def __init__(
+        self,
+        train: TrainSpec,
+        net: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        batch: ProbeBatch,
+        generator: torch.Generator,
+    ) -> None:
+        from depthlab.data import Dataset
+        from depthlab.train.callbacks import TrainState, build_techniques
+
+        self.callbacks = build_techniques(train)
+        classes = int(batch.y.max()) + 1 if batch.task == "classification" else 0
+        x, y = batch.x, batch.y
+        data = Dataset("trial", batch.task, x, y, x, y, x, y, classes)
+        self.state = TrainState(net, optimizer, data, train, generator)
+        self._started = False
+
+    def start(self) -> None:
+        for cb in self.callbacks:
+            cb.on_train_start(self.state)
+        self._started = True
+
+    def objective(
+        self, loss: torch.Tensor, x: torch.Tensor, y: torch.Tensor, out: torch.Tensor
+    ) -> torch.Tensor:
+        for cb in self.callbacks:
+            term = cb.loss_term(self.state, x, y, out)
+            if term is not None:
+                loss = loss + term
+        return loss
+
+    def after_backward(self) -> None:
+        for cb in self.callbacks:
+            cb.on_after_backward(self.state)
+
+    def step_end(self, loss: float) -> None:
+        self.state.step += 1
+        self.state.loss = loss
+        for cb in self.callbacks:
+            cb.on_step_end(self.state)
+
+    def end(self) -> None:
+        if self._started:
+            for cb in self.callbacks:
+                cb.on_train_end(self.state)
+            self._started = False
 
 
 @torch.no_grad()

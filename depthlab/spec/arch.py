@@ -8,13 +8,21 @@ from typing import Any
 
 from depthlab import _registry as reg
 from depthlab.exceptions import SpecError
-from depthlab.spec.base import Spec, check_choice, check_min, check_positive_ints, import_callable
+from depthlab.spec.base import (
+    Spec,
+    check_choice,
+    check_min,
+    check_positive_ints,
+    check_range,
+    import_callable,
+)
 
 RESIDUAL_SCALINGS = ("none", "fixed", "inv_sqrt_depth", "rezero")
 DROPOUT_KINDS = ("auto", "standard", "alpha")
 NORM_PLACEMENTS = ("pre", "post")
 SHEAF_MAPS = ("diagonal", "orthogonal", "general")
 AGGREGATIONS = ("sum", "mean", "max")
+PARAMETRIZATIONS = ("default", "mip")
 
 Component = str | Callable[..., Any]
 
@@ -43,6 +51,12 @@ class ArchSpec(Spec):
     α: each layer propagates (1 − α)·ÂH + α·H⁰), ``heads`` (attention heads), ``sheaf_maps``
     and ``stalk_dim`` (neural sheaf diffusion), ``pe_dim`` (Laplacian positional encodings) and
     ``aggr`` (``gin``'s neighbour aggregation: sum, mean or max).
+
+    ``kan`` (Kolmogorov–Arnold network) takes ``grid`` (spline intervals G), ``spline_order``
+    (k) and ``grid_range`` (the grid spans [−r, r]); ``act`` is its base activation.
+    ``hypernet`` reads the first ``cond_dim`` input features as the conditioning input and
+    generates every weight of a target MLP of ``target_depth`` hidden layers of
+    ``target_width`` units; ``parametrization`` is ``default`` or ``mip`` (Ortiz et al. 2023).
     """
 
     family: str = "mlp"
@@ -67,6 +81,13 @@ class ArchSpec(Spec):
     stalk_dim: int = 2
     pe_dim: int = 4
     aggr: str = "sum"
+    grid: int = 5
+    spline_order: int = 3
+    grid_range: float = 2.0
+    cond_dim: int = 1
+    target_depth: int = 1
+    target_width: int = 16
+    parametrization: str = "default"
 
     def _check(self) -> None:
         check_component("family", self.family, reg.ARCHS)
@@ -99,6 +120,13 @@ class ArchSpec(Spec):
         check_min("stalk_dim", self.stalk_dim, 1)
         check_min("pe_dim", self.pe_dim, 0)
         check_choice("aggr", self.aggr, AGGREGATIONS)
+        check_min("grid", self.grid, 1)
+        check_min("spline_order", self.spline_order, 0)
+        check_range("grid_range", self.grid_range, 0.0, lo_open=True)
+        check_min("cond_dim", self.cond_dim, 1)
+        check_min("target_depth", self.target_depth, 0)
+        check_min("target_width", self.target_width, 1)
+        check_choice("parametrization", self.parametrization, PARAMETRIZATIONS)
 
     def widths(self) -> tuple[int, ...]:
         """One width per hidden layer."""

@@ -16,7 +16,8 @@ EXPECTED = {
     "snn-fixed-point", "edge-of-chaos", "residual-explosion", "gradient-noise", "guidance",
     "neural-collapse", "wide-deep-ntk", "lazy-vs-rich", "mnist1d-table", "normalization-depth",
     "trainable-depth", "oversmoothing", "heterophily", "gin-expressivity",
-    "convex-equivalence", "brenier-icnn",
+    "convex-equivalence", "brenier-icnn", "pruning-eoc", "lottery-rewind", "hypernet-mip",
+    "kan-scaling",
 }  # fmt: skip
 
 
@@ -117,4 +118,5 @@ def test_reproduce_runs_the_experiment_with_the_claims_threads(monkeypatch) -> N
     assert single == {
         "gradient-noise", "normalization-depth", "mnist1d-table", "trainable-depth",
         "oversmoothing", "heterophily", "gin-expressivity", "convex-equivalence", "brenier-icnn",
+        "pruning-eoc", "lottery-rewind", "hypernet-mip", "kan-scaling",
     }  # fmt: skip

@@ -80,6 +80,8 @@ def test_spec_file(tmp_path):
     spec = tmp_path / "run.yaml"
     spec.write_text(
         "arch: {family: mlp, depth: 40, width: 64, act: relu, init: lecun}\ndata: {name: iris}\n"
+        # SGD: the vanishing-signal rule's domain (Adam would undo this finite scale)
+        "train: {optimizer: sgd, lr: 0.01}\n"
     )
     out = depthlab(
         "diagnose",

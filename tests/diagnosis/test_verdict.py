@@ -157,8 +157,10 @@ def test_the_calibrated_model_decides_and_says_whose_evidence(monkeypatch):
             "signal_scale": (0.0, 1.0, -0.1),
         },
     }
-    monkeypatch.setattr(calibrated, "MODELS", {"adaptive/full": model})
-    signal = {"second_moment_ratio": 1e-6, "layers": []}  # a vanishing-signal rule fires
+    monkeypatch.setattr(calibrated, "MODELS", {"adaptive/full": model, "sgd/full": model})
+    # a vanishing-signal rule fires, inside its domain: SGD steps in proportion to the gradient
+    signal = {"second_moment_ratio": 1e-6, "layers": []}
+    sgd = {"optimizer": "sgd", "lr": 1e-2}
     trial = {
         "diverged": False,
         "improvement": 0.5,
@@ -169,14 +171,18 @@ def test_the_calibrated_model_decides_and_says_whose_evidence(monkeypatch):
         "accuracy_before": 0.1,
         "accuracy_after": 0.5,
     }
-    a = verdict.assess({"signal": signal, "trial": trial}, {"optimizer": "adam", "lr": 1e-3})
+    a = verdict.assess({"signal": signal, "trial": trial}, sgd)
     # logit = 4 · 0.4 / 0.1 − 0.1 · 6 = 15.4: the trial outweighs the rule
     assert a.p_trains == pytest.approx(1 / (1 + math.exp(-15.4)))
     assert a.verdict == "trainable" and a.decided_by == "trial"
     assert "vanishing signal" in {f.verdict for f in a.findings}  # kept as a warning
     stuck = {**trial, "loss_after_ratio": 1.0, "loss_after": 1.0}
-    b = verdict.assess({"signal": signal, "trial": stuck}, {"optimizer": "adam", "lr": 1e-3})
+    b = verdict.assess({"signal": signal, "trial": stuck}, sgd)
     assert b.p_trains < 0.5 and b.verdict == "vanishing signal"
+    # under Adam the finite scale is context, never the cause
+    adam = verdict.assess({"signal": signal, "trial": stuck}, {"optimizer": "adam", "lr": 1e-3})
+    assert adam.verdict == "no progress"  # the trial's own evidence, not the scale
+    assert "vanishing signal" in next(f for f in adam.findings if f.verdict == "context").evidence
     diverged = {
         **trial,
         "diverged": True,

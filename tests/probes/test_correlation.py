@@ -116,3 +116,58 @@ def test_relu_at_he_is_not_called_a_correlation_collapse():
     assert result["correlation"]["depth_ratio"] is None or result["correlation"]["depth_ratio"] > 6
     assert result["meanfield"]["xi_c"] > 1000  # mean field: critical (∞ up to its root finding)
     assert not {"correlation collapse", "chaotic"} & {f["verdict"] for f in result["findings"]}
+
+
+def _probe_rows(model: torch.nn.Module, x: torch.Tensor) -> dict:
+    batch = ProbeBatch.from_tensors(x, torch.zeros(len(x), dtype=torch.long))
+    return CorrelationProbe(CorrelationParams(pairs=16)).run(model, batch, seed=0)
+
+
+def test_distances_and_offset_share_match_a_direct_computation():
+    # two identity layers: each layer's input is known exactly (x, then x again)
+    gen = torch.Generator().manual_seed(0)
+    common = torch.randn(8, generator=gen)
+    x = 3 * common + torch.randn(32, 8, generator=gen)  # a large vector shared by every input
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8, bias=False), torch.nn.Linear(8, 8))
+    with torch.no_grad():
+        for m in model:
+            m.weight.copy_(torch.eye(8))
+        model[1].bias.zero_()
+    out = _probe_rows(model, x)
+    h = x.double()
+    a, b = h[0::2], h[1::2]
+    cos = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
+    delta = (a - b).norm(dim=1) / (a.norm(dim=1) * b.norm(dim=1)).sqrt()
+    centred = h - h.mean(0)
+    ca, cb = centred[0::2], centred[1::2]
+    ccos = (ca * cb).sum(1) / (ca.norm(dim=1) * cb.norm(dim=1))
+    for row in out["layers"]:
+        assert row["one_minus_c"] == pytest.approx(float((1 - cos).mean()), rel=1e-9)
+        assert row["distance"] == pytest.approx(float(delta.median()), rel=1e-9)
+        assert row["centred_correlation"] == pytest.approx(float(ccos.mean()), rel=1e-9, abs=1e-12)
+        share = float(h.mean(0).pow(2).sum() / h.pow(2).sum(1).mean())
+        assert row["offset_share"] == pytest.approx(share, rel=1e-9) and share > 0.5
+    assert out["indistinguishable_at"] is None and out["dtype"] == "float32"
+    assert out["resolution"] == pytest.approx(1e3 * torch.finfo(torch.float32).eps)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_inputs_pressed_below_float_resolution_are_found_at_their_layer(dtype):
+    # layer 1 shrinks every input's own part by 1e-6 against a shared bias of 1: relative
+    # distances of about 1e-6, below 1e3 ε of float32 (1.2e-4) but far above float64's (2e-13)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(8, 8), torch.nn.Linear(8, 8), torch.nn.Linear(8, 2)
+    ).to(dtype)
+    with torch.no_grad():
+        model[0].weight.copy_(1e-6 * torch.eye(8))
+        model[0].bias.fill_(1.0)
+        for m in model[1:]:
+            m.weight.copy_(torch.eye(8)[: m.out_features])
+            m.bias.zero_()
+    x = torch.randn(32, 8, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    out = _probe_rows(model, x)
+    assert 1e-7 < out["layers"][1]["distance"] < 1e-5
+    if dtype == torch.float32:
+        assert out["indistinguishable_at"] == 1 and out["indistinguishable_layer"] == "1"
+    else:
+        assert out["indistinguishable_at"] is None and out["dtype"] == "float64"
