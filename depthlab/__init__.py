@@ -38,6 +38,16 @@ try:
 except _metadata.PackageNotFoundError:  # a source tree on sys.path, never installed
     __version__ = "0+unknown"
 
+
+def __getattr__(name: str) -> object:
+    # Monitor lives in depthlab.watch, imported on first use (it pulls in the verdict engine).
+    if name == "Monitor":
+        from depthlab.watch import Monitor
+
+        return Monitor
+    raise AttributeError(f"module 'depthlab' has no attribute {name!r}")
+
+
 __all__ = [
     "ArchSpec",
     "Callback",
@@ -47,6 +57,7 @@ __all__ = [
     "DepthlabError",
     "Diagnosis",
     "MissingDependencyError",
+    "Monitor",
     "ProbeError",
     "RunSpec",
     "RunState",

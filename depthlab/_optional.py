@@ -24,6 +24,9 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "tensorboard": ("tensorboard", "tensorboard"),
     "ray": ("ray", "ray"),
     "optuna": ("optuna", "optuna"),
+    "lightning": ("lightning", "lightning"),
+    "transformers": ("transformers", "hf"),
+    "accelerate": ("accelerate", "hf"),
 }
 
 

@@ -126,11 +126,18 @@ def train(
     quiet: Annotated[bool, typer.Option(help="No progress bar or table.")] = False,
     threads: Annotated[int, typer.Option(min=0, help=THREADS_HELP)] = 0,
     device: Annotated[str | None, typer.Option(help=DEVICE_HELP)] = None,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            help="Judge the run on its own first steps; stop it (STOPPED) if it won't train."
+        ),
+    ] = False,
     tensorboard: Annotated[
         Path | None, typer.Option(help="Write TensorBoard event files (curves, hparams) here.")
     ] = None,
 ) -> None:
-    """Train the network a run file describes. Exit 0 complete, 3 diverged, 4 failed."""
+    """Train the network a run file describes. Exit 0 complete (or stopped by --watch),
+    3 diverged, 4 failed."""
     from depthlab.cli.output import write_json, write_run_dir
     from depthlab.cli.tables import print_results
     from depthlab.spec import RunSpec
@@ -140,23 +147,46 @@ def train(
     run_spec = RunSpec.load(spec)
     if _device_option(device) is not None:
         run_spec = run_spec.replace(train=run_spec.train.replace(device=device))
+    watcher = _watcher(watch, out)
+    callbacks = [watcher] if watcher is not None else []
     loggers = []
     if tensorboard is not None:
         from depthlab.loggers import TensorBoard
 
         loggers.append(TensorBoard(tensorboard))
-    result = run(run_spec, progress=None if not quiet else False, loggers=loggers)
+    result = run(
+        run_spec,
+        callbacks=callbacks,
+        progress=None if not quiet else False,
+        loggers=loggers,
+    )
+    payload = result.to_dict()
+    if watcher is not None:
+        payload["watch"] = watcher.summary()
     if json_path is not None:
-        write_json(json_path, result.to_dict())
+        write_json(json_path, payload)
     if out is not None:
         write_run_dir(out, result)
+        if watcher is not None and watcher.monitor is not None:
+            watcher.monitor.report(out / "watch")
     if not quiet:
         print_results([result])
+    if result.state is RunState.STOPPED:
+        print(f"depthlab: run stopped: {result.error}", file=sys.stderr)
     if result.state is RunState.DIVERGED:
         print(f"depthlab: run diverged: {result.error}", file=sys.stderr)
         raise SystemExit(EXIT_DIVERGED)
     if result.state is RunState.FAILED:
         raise SystemExit(EXIT_FAILED)
+
+
+def _watcher(watch: bool, out: Path | None) -> Any:
+    """``--watch``: the callback that judges the run (per-layer statistics when ``--out``)."""
+    if not watch:
+        return None
+    from depthlab.watch.fit import WatchCallback
+
+    return WatchCallback(every=100 if out is not None else 0)
 
 
 @app.command("list")
@@ -475,7 +505,8 @@ def sweep(
     """Run every run of a sweep not yet finished in the store; run it again to resume.
 
     COMPLETE runs are never redone, runs left RUNNING by a stopped sweep are redone, and new
-    axis values or seeds add runs. Exit 0 when every run finished (COMPLETE or DIVERGED),
+    axis values or seeds add runs. Exit 0 when every run finished (COMPLETE, DIVERGED, or
+    STOPPED by `watch: true`),
     4 if any run FAILED (its error is in `depthlab runs --state FAILED`)."""
     from depthlab.store.sqlite import SQLiteStore
     from depthlab.sweep import SweepSpec, run_sweep

@@ -21,7 +21,9 @@ def runs(
     store: Annotated[Path, typer.Option(help="The run store (SQLite file).")],
     state: Annotated[
         str | None,
-        typer.Option(help="Only runs in this state: PENDING, RUNNING, COMPLETE, FAILED, DIVERGED."),
+        typer.Option(
+            help="Only runs in this state: PENDING, RUNNING, COMPLETE, FAILED, DIVERGED, STOPPED."
+        ),
     ] = None,
     format: Annotated[  # noqa: A002 - the option's name
         str,

@@ -301,7 +301,13 @@ def _prediction_section(
 
 def _problems(records: Sequence[RunRecord]) -> str:
     parts = ["<h2 id='problems'>Failed and diverged runs</h2>"]
-    for state, what in ((RunState.FAILED, "failed"), (RunState.DIVERGED, "diverged")):
+    states: tuple[tuple[RunState, str], ...] = (
+        (RunState.FAILED, "failed"),
+        (RunState.DIVERGED, "diverged"),
+    )
+    if any(r.state == RunState.STOPPED for r in records):  # a sweep with watch: true
+        states += ((RunState.STOPPED, "stopped"),)
+    for state, what in states:
         bad = [r for r in records if r.state == state]
         if not bad:
             parts.append(f"<p class='muted'>No run {what}.</p>")

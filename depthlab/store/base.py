@@ -3,11 +3,12 @@
 A sweep is a list of runs, one per (spec, seed). The store holds one :class:`RunRecord` per run and
 moves it through its life cycle::
 
-    PENDING --claim--> RUNNING --finish--> COMPLETE | FAILED | DIVERGED
+    PENDING --claim--> RUNNING --finish--> COMPLETE | FAILED | DIVERGED | STOPPED
                           |
                           +--reset_running (driver resumed after a crash)--> PENDING
 
-A COMPLETE run is final: nothing overwrites it. A FAILED or DIVERGED run may be claimed again with
+A COMPLETE run is final: nothing overwrites it. A FAILED, DIVERGED or STOPPED (ended early on
+purpose: a watched run decided *won't train*) run may be claimed again with
 ``claim(..., retry=True)`` and finished again (a retry that succeeds replaces it).
 
 Non-finite floats: JSON has no NaN or infinity, and a DIVERGED run's losses are often exactly
@@ -29,10 +30,22 @@ from depthlab import _json
 from depthlab.exceptions import StoreError
 from depthlab.train.result import RunState
 
-__all__ = ["TERMINAL_STATES", "AbstractStore", "RunRecord", "RunState", "from_json", "to_json"]
+__all__ = [
+    "RETRYABLE",
+    "TERMINAL_STATES",
+    "AbstractStore",
+    "RunRecord",
+    "RunState",
+    "from_json",
+    "to_json",
+]
 
 #: States a run ends in; ``finish`` accepts only these.
-TERMINAL_STATES = frozenset({RunState.COMPLETE, RunState.FAILED, RunState.DIVERGED})
+TERMINAL_STATES = frozenset(
+    {RunState.COMPLETE, RunState.FAILED, RunState.DIVERGED, RunState.STOPPED}
+)
+#: Terminal states ``claim(..., retry=True)`` may claim again.
+RETRYABLE = frozenset({RunState.FAILED, RunState.DIVERGED, RunState.STOPPED})
 
 _S = TypeVar("_S", bound="AbstractStore")
 
@@ -139,7 +152,7 @@ class AbstractStore(abc.ABC):
 
         A PENDING run can be claimed; so can a RUNNING run whose ``started_at`` is at least
         ``stale_after`` seconds old (its worker is presumed dead), and with ``retry=True`` a
-        FAILED or DIVERGED run. Any other run (always a COMPLETE one) raises
+        FAILED, DIVERGED or STOPPED run. Any other run (always a COMPLETE one) raises
         :class:`StoreError`, so two workers never both hold a live claim.
         """
 

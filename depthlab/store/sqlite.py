@@ -25,13 +25,21 @@ from pathlib import Path
 from typing import Any
 
 from depthlab.exceptions import StoreError
-from depthlab.store.base import TERMINAL_STATES, AbstractStore, RunRecord, RunState, from_json
+from depthlab.store.base import (
+    RETRYABLE,
+    TERMINAL_STATES,
+    AbstractStore,
+    RunRecord,
+    RunState,
+    from_json,
+)
 from depthlab.store.base import to_json as _to_json
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
-#: Version of the table layout below; a file written by a newer layout is refused.
-SCHEMA_VERSION = 1
+#: Version of the table layout below; a file written by a newer layout is refused. Version 2
+#: admits the STOPPED state; a version-1 file is upgraded in place when opened.
+SCHEMA_VERSION = 2
 
 _COLUMNS = (
     "run_id",
@@ -73,6 +81,21 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_state ON runs (state);
 """
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Rebuild the runs table so that its state check admits every current state (SQLite cannot
+    alter a CHECK constraint); rows, their order and ids are kept. Inside the caller's
+    transaction: a crash leaves the old file as it was."""
+    conn.execute("ALTER TABLE runs RENAME TO runs_old")
+    conn.execute("DROP INDEX IF EXISTS runs_state")
+    for stmt in _SCHEMA.split(";"):
+        if "CREATE TABLE IF NOT EXISTS runs" in stmt or "CREATE INDEX" in stmt:
+            conn.execute(stmt)
+    columns = ", ".join(("seq", *_COLUMNS))
+    conn.execute(f"INSERT INTO runs ({columns}) SELECT {columns} FROM runs_old")
+    conn.execute("DROP TABLE runs_old")
+    conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
 
 def _dumps(value: Any) -> str:
@@ -140,6 +163,8 @@ class SQLiteStore(AbstractStore):
                     f"cannot open run store {self.path}: schema version {row[0]} is newer than "
                     f"this depthlab's {SCHEMA_VERSION}; upgrade depthlab"
                 )
+            elif row[0] < SCHEMA_VERSION:
+                _upgrade(conn)
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -211,12 +236,12 @@ class SQLiteStore(AbstractStore):
                 and stale_after is not None
                 and (current.started_at is None or now - current.started_at >= stale_after)
             )
-            retried = retry and current.state in (RunState.FAILED, RunState.DIVERGED)
+            retried = retry and current.state in RETRYABLE
             if current.state is not RunState.PENDING and not stale and not retried:
                 raise StoreError(
                     f"run store {self.path}: cannot claim run {run_id!r} in state "
                     f"{current.state.value}; only PENDING, stale RUNNING or (with retry=True) "
-                    "FAILED/DIVERGED runs can be claimed"
+                    "FAILED/DIVERGED/STOPPED runs can be claimed"
                 )
             conn.execute(
                 "UPDATE runs SET state = ?, host = ?, attempt = attempt + 1, started_at = ?, "

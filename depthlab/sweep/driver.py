@@ -90,7 +90,7 @@ def run_sweep(
             todo = _todo(store, run_ids, retry_failed)
             planned, skipped = len(records), len(records) - len(todo)
             with _Display(show, len(records), skipped, redone, on_finished) as display:
-                executed = _execute(todo, store, executor, sweep.probes, host, display)
+                executed = _execute(todo, store, executor, sweep.task_probes(), host, display)
     ids = set(run_ids)
     counts = dict.fromkeys(RunState, 0)
     for r in store.runs():
@@ -288,7 +288,7 @@ def _run_tpe(
     total = sweep.budget * len(sweep.seeds)
     skipped = len(records) - len(todo)
     with _Display(show, total, skipped, redone, on_finished) as display:
-        executed = _execute(todo, store, executor, sweep.probes, host, display)
+        executed = _execute(todo, store, executor, sweep.task_probes(), host, display)
         for index in existing:
             add_trial(index)
         seen = set(existing)
@@ -312,7 +312,7 @@ def _run_tpe(
             new = [rec for index in batch for rec in runs_of(index)]
             added += store.add_pending(new)
             executed += _execute(
-                [r.run_id for r in new], store, executor, sweep.probes, host, display
+                [r.run_id for r in new], store, executor, sweep.task_probes(), host, display
             )
             for index, trial in batch.items():
                 if trial is None:
@@ -403,9 +403,10 @@ class _Display:
 
     def _counts_text(self) -> str:
         c = self.counts
+        stopped = f"  stopped {c[RunState.STOPPED]}" if c[RunState.STOPPED] else ""
         return (
             f"complete {c[RunState.COMPLETE]}  failed {c[RunState.FAILED]}  "
-            f"diverged {c[RunState.DIVERGED]}"
+            f"diverged {c[RunState.DIVERGED]}{stopped}"
         )
 
     def eta(self) -> float | None:

@@ -8,6 +8,8 @@ A sweep file::
     strategy: grid            # grid | random | tpe
     probes: [signal, gradients]   # optional: diagnose each run at init, stored with it
                                   # (optimality: the convex gap after training)
+    watch: true                   # optional: judge each run on its own first steps and stop
+                                  # it (STOPPED) when it won't train
 
 Each axis is a dotted path ``section.field`` of :class:`~depthlab.spec.run.RunSpec` (``arch``,
 ``data``, ``train``) with a non-empty list of values. ``train.seed`` is not an axis: ``seeds``
@@ -82,6 +84,9 @@ class SweepSpec(Spec):
     diagnose probes run on each network at initialisation; their summary is stored with the run
     and drawn in the report. ``optimality`` is the exception: it runs after training (the convex
     gap of a two-layer network at λ = ``train.weight_decay``, see :mod:`depthlab.sweep.task`).
+    ``watch: true`` runs each run under ``depthlab.watch.fit.WatchCallback`` (as
+    ``depthlab train --watch``): a run decided *won't train* ends STOPPED, its verdict stored
+    under ``probes["watch"]``.
     """
 
     base: RunSpec = dataclasses.field(default_factory=RunSpec)
@@ -93,7 +98,12 @@ class SweepSpec(Spec):
     objective: str = ""
     direction: str = "minimize"
     probes: tuple[str, ...] = ()
+    watch: bool = False
     name: str = ""
+
+    def task_probes(self) -> tuple[str, ...]:
+        """What a worker is asked to do besides training: ``probes``, and ``watch``."""
+        return (*self.probes, "watch") if self.watch else tuple(self.probes)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> SweepSpec:

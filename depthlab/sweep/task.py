@@ -18,6 +18,8 @@ __all__ = ["execute"]
 
 #: The probe a sweep runs on the trained network (the convex gap), not at initialisation.
 OPTIMALITY = "optimality"
+#: Not a probe: the run is watched (``depthlab.watch.fit``) and stopped if it won't train.
+WATCH = "watch"
 
 
 def execute(
@@ -32,7 +34,8 @@ def execute(
     ``train.weight_decay`` and held against the convex optimum (``depthlab convex gap``), stored
     under ``probes["optimality"]`` (its error text there when it cannot be computed).
     ``threads`` sets torch's intra-op threads in this worker (one per worker: workers already
-    fill the cores).
+    fill the cores). ``watch`` among them judges the run on its own first steps: one decided
+    *won't train* ends STOPPED, and the verdict is stored under ``probes["watch"]``.
     """
     started = time.perf_counter()
     outcome: dict[str, Any] = {
@@ -52,12 +55,19 @@ def execute(
         if threads:
             torch.set_num_threads(threads)
         run_spec = RunSpec.from_dict(spec)
-        at_init = [p for p in probes if p != OPTIMALITY]
+        at_init = [p for p in probes if p not in (OPTIMALITY, WATCH)]
         if at_init:
             outcome["probes"]["diagnose"] = _diagnose(run_spec, at_init)
         if OPTIMALITY in probes:
             outcome["probes"][OPTIMALITY] = _optimality(run_spec)
-        result = run(run_spec, progress=False)
+        callbacks = []
+        if WATCH in probes:
+            from depthlab.watch.fit import WatchCallback
+
+            callbacks.append(WatchCallback())
+        result = run(run_spec, callbacks=callbacks, progress=False)
+        if callbacks:
+            outcome["probes"][WATCH] = callbacks[0].summary()
         outcome.update(
             state=result.state.value,
             metrics=dict(result.metrics),

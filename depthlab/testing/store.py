@@ -85,6 +85,7 @@ class StoreTestCase:
                 RunState.COMPLETE: 1,
                 RunState.FAILED: 0,
                 RunState.DIVERGED: 0,
+                RunState.STOPPED: 0,
             }
 
     def test_add_pending_is_idempotent(self, tmp_path: Path) -> None:
@@ -126,7 +127,9 @@ class StoreTestCase:
         with self.make_store(tmp_path) as store:
             store.add_pending(make_records(1))
             done = _finish(store, "h0-s0", metrics={"val_loss": 0.1})
-            for state in (RunState.COMPLETE, RunState.FAILED, RunState.DIVERGED):
+            for state in (
+                RunState.COMPLETE, RunState.FAILED, RunState.DIVERGED, RunState.STOPPED,
+            ):  # fmt: skip
                 with pytest.raises(StoreError, match="COMPLETE"):
                     store.finish(dataclasses.replace(done, state=state, metrics={"val_loss": 9.0}))
             assert store.get("h0-s0") == done
@@ -166,6 +169,23 @@ class StoreTestCase:
                 store.claim("h0-s0", "host-a")  # not without asking for a retry
             retry = _finish(store, "h0-s0", retry=True, metrics={"val_loss": 0.3})
             assert retry.state is RunState.COMPLETE and retry.error == "" and retry.attempt == 2
+
+    def test_stopped_keeps_its_reason_and_verdict(self, tmp_path: Path) -> None:
+        with self.make_store(tmp_path) as store:
+            store.add_pending(make_records(1))
+            verdict = {"watch": {"verdict": "vanishing gradients", "p_trains": 0.02, "steps": 8}}
+            stopped = _finish(
+                store, "h0-s0", RunState.STOPPED, error="won't train: vanishing gradients",
+                probes=verdict,
+            )  # fmt: skip
+            assert store.get("h0-s0") == stopped and stopped.is_terminal
+            assert stopped.probes == verdict and stopped.error.startswith("won't train")
+            assert [r.run_id for r in store.runs(RunState.STOPPED)] == ["h0-s0"]
+            assert store.counts()[RunState.STOPPED] == 1
+            with pytest.raises(StoreError, match="STOPPED"):
+                store.claim("h0-s0", "host-a")
+            again = _finish(store, "h0-s0", retry=True)
+            assert again.state is RunState.COMPLETE and again.attempt == 2
 
     def test_reset_running(self, tmp_path: Path) -> None:
         with self.make_store(tmp_path) as store:

@@ -31,6 +31,9 @@ class TrainState:
     step: int = 0
     epoch: int = 0
     loss: float = float("nan")
+    #: Set by a callback (in ``on_step_end``) to end the run early: the run ends STOPPED with
+    #: this reason.
+    stop_reason: str = ""
 
 
 class Callback:

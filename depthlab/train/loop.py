@@ -1,6 +1,7 @@
 """The training loop: seeded, mini-batch or full batch, never raising on a diverging run.
 
-A NaN/inf loss, gradient norm or parameter ends the run DIVERGED at the step it happened.
+A NaN/inf loss, gradient norm or parameter ends the run DIVERGED at the step it happened; a
+callback that sets ``state.stop_reason`` ends it STOPPED after that step.
 """
 
 from __future__ import annotations
@@ -201,9 +202,11 @@ def fit(
                     correct.append((out.detach().argmax(1) == yb).sum())
                 for cb in callbacks:
                     cb.on_step_end(state)
+                if state.stop_reason:
+                    break
             if diverged_at is None and not _finite_params(model):
                 diverged_at = state.step
-            if diverged_at is not None:
+            if diverged_at is not None or state.stop_reason:
                 break
             row = {
                 "epoch": float(epoch + 1),
@@ -230,7 +233,7 @@ def fit(
         last_row = history[-1] if history else {}
         for part in ("train", "val", "test"):
             done = {k: v for k, v in last_row.items() if k.startswith(f"{part}_")}
-            if part == "train" or not last_row:
+            if part == "train" or not last_row or state.stop_reason:
                 split = (*data.split(part), loss, classify, data.mask(part))
                 done = {f"{part}_{k}": v for k, v in evaluate(model, *split).items()}
             metrics.update(done)
@@ -240,6 +243,8 @@ def fit(
     error = (
         "" if diverged_at is None else f"loss or parameters became NaN/inf at step {diverged_at}"
     )
+    if diverged_at is None and state.stop_reason:
+        run_state, error = RunState.STOPPED, state.stop_reason
     result = TrainResult(
         state=run_state,
         metrics=metrics,

@@ -12,13 +12,15 @@ from depthlab.spec import RunSpec
 
 
 class RunState(str, enum.Enum):
-    """Life cycle of a run. A run ends COMPLETE, FAILED (an error) or DIVERGED (NaN/inf)."""
+    """Life cycle of a run. A run ends COMPLETE, FAILED (an error), DIVERGED (NaN/inf) or
+    STOPPED (ended early on purpose: a watched run decided *won't train*; ``error`` says why)."""
 
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     COMPLETE = "COMPLETE"
     FAILED = "FAILED"
     DIVERGED = "DIVERGED"
+    STOPPED = "STOPPED"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -174,3 +174,31 @@ def test_sigkill_mid_loop_loses_no_finished_run(tmp_path: Path) -> None:
             assert store.integrity_check() == "ok"
     assert killed_mid_loop >= repeats // 2, killed_mid_loop
     assert time.perf_counter() - t0 < 20.0
+
+
+def test_a_version_1_file_is_upgraded_to_admit_stopped_runs(tmp_path: Path) -> None:
+    """A store written before the STOPPED state existed (its CHECK lists the old states)."""
+    path = tmp_path / "runs.db"
+    with SQLiteStore(path) as store:
+        store.add_pending(make_records(3))
+    raw = sqlite3.connect(path)
+    try:
+        with raw:
+            sql = raw.execute("SELECT sql FROM sqlite_master WHERE name = 'runs'").fetchone()[0]
+            old = sql.replace(", 'STOPPED'", "")
+            assert old != sql
+            raw.execute("ALTER TABLE runs RENAME TO runs_new")
+            raw.execute(old)
+            raw.execute("INSERT INTO runs SELECT * FROM runs_new")
+            raw.execute("DROP TABLE runs_new")
+            raw.execute("UPDATE schema_version SET version = 1")
+    finally:
+        raw.close()
+    with SQLiteStore(path) as store:
+        assert [r.run_id for r in store.runs()] == [r.run_id for r in make_records(3)]
+        store.claim("h0-s1", "host-a")
+        done = store.finish(dataclasses.replace(store.get("h0-s1"), state=RunState.STOPPED))
+        assert done.state is RunState.STOPPED
+        assert store.conn.execute("SELECT version FROM schema_version").fetchall() == [
+            (SCHEMA_VERSION,)
+        ]
