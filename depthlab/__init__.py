@@ -8,6 +8,8 @@ from importlib import metadata as _metadata
 
 from depthlab import data, layers, loggers, models, probes, train  # noqa: F401  (fills the registries)
 from depthlab.data import Dataset, load_data, register_dataset
+from depthlab.diagnosis.api import diagnose
+from depthlab.diagnosis.result import Diagnosis
 from depthlab.exceptions import (
     DataError,
     DepthlabError,
@@ -53,6 +55,7 @@ __all__ = [
     "DataSpec",
     "Dataset",
     "DepthlabError",
+    "Diagnosis",
     "MissingDependencyError",
     "Monitor",
     "ProbeError",
@@ -66,6 +69,7 @@ __all__ = [
     "TrainSpec",
     "UnknownComponentError",
     "build_model",
+    "diagnose",
     "fit",
     "load_data",
     "load_runs",

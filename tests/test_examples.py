@@ -29,3 +29,17 @@ def test_diagnose_example_finds_the_vanishing_signal():
     out = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=600)
     assert "verdict: vanishing" in out.stdout  # signal and gradients both vanish
     assert "critical σ_w²" in out.stdout
+
+
+def test_the_readme_one_call_snippet_runs_as_shown(tmp_path):
+    readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Will my model train? One call", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    shown = next(line for line in code.splitlines() if line.startswith("print(d.verdict"))
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == shown.split("# ", 1)[1].strip()
+    assert (tmp_path / "diagnosis" / "diagnosis.json").is_file()
+    assert (tmp_path / "diagnosis" / "index.html").is_file()

@@ -238,3 +238,20 @@ def test_null_keeps_an_optional_nested_spec_none():
     assert spec.optional is None and spec.required == TrainSpec()
     assert Outer.from_dict(spec.to_dict()) == spec
     assert Outer.from_dict({"optional": {"epochs": 2}}).optional == TrainSpec(epochs=2)
+
+
+def test_fields_added_later_leave_earlier_ids_alone() -> None:
+    """A field added after runs were stored (``HASHED_WHEN_SET``, or ``UNHASHED`` such as
+    ``train.device``) leaves the id of an earlier run as it was; set to another value, it counts."""
+    import dataclasses as dc
+
+    from depthlab.spec import RunSpec
+
+    run = RunSpec.from_dict(
+        {"arch": {"family": "mlp", "depth": 3, "width": 32, "act": "tanh"}, "train": {"lr": 0.01}}
+    )
+    # the id this run had before the kan/hypernet fields and train.device were added
+    assert run.content_hash() == "9a2fe3b5f5a2068f"
+    assert dc.replace(run, arch=dc.replace(run.arch, grid=7)).content_hash() != run.content_hash()
+    kan = RunSpec.from_dict({"arch": {"family": "kan", "grid": 5}})
+    assert kan.content_hash() == RunSpec.from_dict({"arch": {"family": "kan"}}).content_hash()

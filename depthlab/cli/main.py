@@ -77,6 +77,23 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+DEVICE_HELP = (
+    "Where to run: auto (CUDA when available, else the CPU), cpu, cuda, cuda:N or mps. "
+    "Default: the run file's train.device (auto); a --model factory's network stays on the "
+    "device it was built on."
+)
+
+
+def _device_option(device: str | None) -> str | None:
+    """``--device`` checked against this machine: one clear line when it cannot be used."""
+    if device is None:
+        return None
+    from depthlab._device import resolve_device
+
+    resolve_device(device)
+    return device
+
+
 PROBES_HELP = (
     "Comma-separated probes, or 'all' (default: the verdict's own: signal, gradients, "
     "correlation, meanfield, trial)."
@@ -108,6 +125,7 @@ def train(
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar or table.")] = False,
     threads: Annotated[int, typer.Option(min=0, help=THREADS_HELP)] = 0,
+    device: Annotated[str | None, typer.Option(help=DEVICE_HELP)] = None,
     watch: Annotated[
         bool,
         typer.Option(
@@ -127,6 +145,8 @@ def train(
 
     set_threads(threads)
     run_spec = RunSpec.load(spec)
+    if _device_option(device) is not None:
+        run_spec = run_spec.replace(train=run_spec.train.replace(device=device))
     watcher = _watcher(watch, out)
     callbacks = [watcher] if watcher is not None else []
     loggers = []
@@ -305,8 +325,10 @@ def diagnose(
     dropout: Annotated[
         bool, typer.Option(help="Measure with dropout on (off by default: the mode policy).")
     ] = False,
+    device: Annotated[str | None, typer.Option(help=DEVICE_HELP)] = None,
 ) -> None:
     """Will this network train? Probes, a verdict with evidence and advice, plots."""
+    from depthlab._device import place
     from depthlab.cli.output import write_json
     from depthlab.cli.tables import print_diagnoses
     from depthlab.diagnosis import DiagnoseOptions
@@ -324,6 +346,7 @@ def diagnose(
     from depthlab.spec import DataSpec, RunSpec
 
     set_threads(threads)
+    device = _device_option(device)
     sources = [s for s in (preset, spec, model) if s is not None]
     if len(sources) != 1:
         fail("give exactly one of --preset NAME, --spec RUN.yaml, --model FILE.py:FACTORY")
@@ -344,6 +367,7 @@ def diagnose(
         if data is None:
             fail("--model needs --data NAME or --data FILE.npz")
         net = load_factory(model)
+        place(net, device)  # None: where the factory built it
         batch = (
             npz_batch(data, loss)
             if data.endswith(".npz")
@@ -366,7 +390,7 @@ def diagnose(
             # the run file's own loss unless --loss says otherwise
             run_loss = specs[0].train.loss if loss == "auto" else loss
             batch, in_shape, out_dim, graph = dataset_source(data_spec, run_loss)
-        subjects = spec_subjects(specs, in_shape, out_dim, graph, batch=batch)
+        subjects = spec_subjects(specs, in_shape, out_dim, graph, batch=batch, device=device)
         if graph is not None and (probes is None or probes.strip() == "all"):
             options = dataclasses.replace(options, probes=(*names, *GRAPH_PROBES))
     results = []
@@ -465,6 +489,14 @@ def sweep(
         bool, typer.Option(help="Run FAILED and DIVERGED runs again (COMPLETE ones never).")
     ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            help="Where every run trains (auto, cpu, cuda, cuda:N, mps); default: the sweep "
+            "file's base train.device. Not part of a run's identity: a resumed sweep on "
+            "another device does not redo finished runs."
+        ),
+    ] = None,
     tensorboard: Annotated[
         Path | None,
         typer.Option(help="Write each run's TensorBoard event files to DIR/<run name>."),
@@ -483,6 +515,11 @@ def sweep(
     # make() rejects an unknown executor name, as one line, before the sweep file is read.
     runner = make(executor, workers or None, address)
     spec = SweepSpec.load(sweep_file)
+    if device is not None:
+        if executor == "local":
+            _device_option(device)  # Ray workers check it on their own machines
+        base = spec.base
+        spec = spec.replace(base=base.replace(train=base.train.replace(device=device)))
     on_finished = None
     if tensorboard is not None:
         from depthlab._optional import require

@@ -65,6 +65,20 @@ class Dataset:
     def is_graph(self) -> bool:
         return self.edge_index is not None
 
+    def to(self, device: torch.device | str) -> Dataset:
+        """Every tensor (splits, graph, masks) on ``device``; itself when already there."""
+        device = torch.device(device)
+        if self.x_train.device == device:
+            return self
+        moved = {
+            f.name: getattr(self, f.name).to(device)
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), torch.Tensor)
+        }
+        if self.masks is not None:
+            moved["masks"] = {k: m.to(device) for k, m in self.masks.items()}
+        return dataclasses.replace(self, **moved)
+
     def mask(self, part: str) -> torch.Tensor | None:
         """The boolean node mask of ``part`` for a graph; None otherwise."""
         return None if self.masks is None else self.masks[part]

@@ -1,4 +1,8 @@
-"""Diagnosis: run the probes on a network and turn their numbers into a verdict."""
+"""Diagnosis: run the probes on a network and turn their numbers into a verdict.
+
+The one-call entry point is ``depthlab.diagnose`` (``depthlab.diagnosis.api``); this package is
+named ``diagnosis`` so that importing any of its modules never replaces that function.
+"""
 
 from depthlab.diagnosis.engine import Curve, Decision, Setup, VerdictEngine
 from depthlab.diagnosis.run import (

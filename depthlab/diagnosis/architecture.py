@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from depthlab._device import wide_dtype
 from depthlab.probes.layers import ELEMENTWISE, Call, hooked, weight_layers
 
 NORM_TYPES: tuple[type[nn.Module], ...] = (
@@ -110,9 +111,10 @@ def _residual(model: nn.Module, x: torch.Tensor) -> bool:
 
     def fingerprint(t: torch.Tensor) -> float:
         shape = tuple(t.shape)
-        if shape not in weights:
-            weights[shape] = torch.randn(shape, generator=gen, dtype=torch.float64)
-        return float((weights[shape] * t.double()).sum())
+        if shape not in weights:  # drawn on the host, moved once (float64 where it exists)
+            w = torch.randn(shape, generator=gen, dtype=torch.float64, device="cpu")
+            weights[shape] = w.to(device=t.device, dtype=wide_dtype(t.device))
+        return float((weights[shape] * t.to(weights[shape].dtype)).sum())
 
     # per shape, the fingerprints kept sorted: each candidate partner b of an earlier output a
     # is found by bisection in O(log n), so a deep net's hundreds of calls stay cheap

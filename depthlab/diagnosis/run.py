@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from depthlab import _registry as reg
+from depthlab._device import model_device
 from depthlab.diagnosis.architecture import architecture
 from depthlab.diagnosis.rules import domains, needs_stability
 from depthlab.diagnosis.verdict import assess
@@ -120,16 +121,19 @@ def diagnose_run(
     """A run spec's network at initialisation, diagnosed for the run's own training setup (one
     seed, no progress display); also the network and the batch. ``source`` is the data as
     ``depthlab.diagnosis.sources.dataset_source`` gives it for ``spec.data``, when already
-    loaded."""
+    loaded. The network is built on the host and diagnosed on ``spec.train.device``."""
+    from depthlab._device import resolve_device
     from depthlab.diagnosis.sources import dataset_source
     from depthlab.models import build_model
     from depthlab.train.techniques import apply_at_init
 
+    device = resolve_device(spec.train.device)
     batch, in_shape, out_dim, graph = source or dataset_source(spec.data, spec.train.loss)
     model = build_model(
         spec.arch, in_shape=in_shape, out_dim=out_dim, seed=spec.train.seed, graph=graph
     )
     apply_at_init(model, spec.train, batch.x, batch.y, batch.loss_fn)  # pruning at init
+    model.to(device)  # built and pruned on the host, diagnosed where it will train
     options = DiagnoseOptions(probes=probes, seed=spec.train.seed, seeds=1, train=spec.train)
     result = diagnose(model, batch, options, name=spec.name or "run", progress=False)
     return result, model, batch
@@ -181,6 +185,7 @@ def diagnose(
         # a graph network's own verdicts (oversmoothing, heterophily) need its own probes
         options = dataclasses.replace(options, probes=(*DEFAULT_PROBES, *GRAPH_PROBES))
     started = time.perf_counter()
+    batch = batch.to(model_device(model))  # the probes run where the model lives
     check_input(model, batch)
     out: dict[str, Any] = {
         "name": name,

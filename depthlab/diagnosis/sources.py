@@ -74,23 +74,28 @@ def spec_subjects(
     out_dim: int,
     graph: torch.Tensor | None = None,
     batch: ProbeBatch | None = None,
+    device: str | torch.device | None = None,
 ) -> list[Subject]:
     """Models built from run specs at their train seeds, rebuildable at any seed; graph
     families run on ``graph``. With the training ``batch``, a spec's init-time techniques
-    (``prune_at_init``) are applied as training would apply them."""
+    (``prune_at_init``) are applied as training would apply them. Each is built on the host
+    (the same weights anywhere) and moved to ``device``, or to its spec's ``train.device``
+    when ``device`` is None."""
+    from depthlab._device import resolve_device
     from depthlab.train.techniques import apply_at_init
 
     subjects = []
     for i, spec in enumerate(specs):
+        where = resolve_device(device if device is not None else spec.train.device)
 
-        def rebuild(seed: int, spec: RunSpec = spec) -> nn.Module:
+        def rebuild(seed: int, spec: RunSpec = spec, where: torch.device = where) -> nn.Module:
             model = build_model(
                 spec.arch, in_shape=in_shape, out_dim=out_dim, seed=seed, graph=graph
             )
             if batch is not None:
                 train = dataclasses.replace(spec.train, seed=seed)
                 apply_at_init(model, train, batch.x, batch.y, batch.loss_fn)
-            return model
+            return model.to(where)
 
         subjects.append(
             Subject(spec.name or f"run{i}", rebuild(spec.train.seed), rebuild, spec=spec)

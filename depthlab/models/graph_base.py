@@ -100,11 +100,13 @@ class GraphNet(nn.Module):
         edge touches (rows beyond are isolated nodes), else the induced subgraph."""
         if n >= self.num_nodes:
             return self.edge_index
-        if n in self._subgraphs:
-            return self._subgraphs[n]
+        cached = self._subgraphs.get(n)
+        if cached is not None and cached.device == self.edge_index.device:  # not moved since
+            return cached
         from torch_geometric.utils import subgraph
 
-        edges = subgraph(torch.arange(n), self.edge_index, num_nodes=self.num_nodes)[0]
+        rows = torch.arange(n, device=self.edge_index.device)
+        edges = subgraph(rows, self.edge_index, num_nodes=self.num_nodes)[0]
         # inside a torch.func transform the buffer is a wrapper: computed, never cached (a
         # cached wrapper outlives the transform and breaks copies of the model)
         if not torch._C._functorch.is_functorch_wrapped_tensor(edges):

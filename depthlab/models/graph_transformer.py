@@ -39,7 +39,7 @@ def laplacian_pe(edge_index: torch.Tensor | np.ndarray, n: int, k: int) -> torch
     out = np.zeros((n, k), dtype=np.float32)
     if n < 2 or k == 0:
         return torch.from_numpy(out)
-    edges = edge_index if isinstance(edge_index, np.ndarray) else edge_index.detach().numpy()
+    edges = edge_index if isinstance(edge_index, np.ndarray) else edge_index.detach().cpu().numpy()
     src, dst = edges
     keep = (src != dst) & (src < n) & (dst < n)
     adj = sp.coo_matrix((np.ones(int(keep.sum())), (src[keep], dst[keep])), shape=(n, n)).tocsr()
@@ -113,7 +113,7 @@ class GraphTransformer(MessagePassingNet):
     def on_graph(self) -> None:
         # A NumPy copy of the graph: under torch.func (probes call the model through
         # functional_call, vmap, jvp) tensors are wrapped and NumPy cannot read them.
-        self._plain_edges = self.edge_index.detach().numpy().copy()
+        self._plain_edges = self.edge_index.detach().cpu().numpy().copy()
         self._pe = {self.num_nodes: laplacian_pe(self._plain_edges, self.num_nodes, self.pe_dim)}
 
     def encoding(self, n: int) -> torch.Tensor:
@@ -123,7 +123,7 @@ class GraphTransformer(MessagePassingNet):
         return self._pe[n]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pe = self.encoding(len(x)).to(x.dtype)
+        pe = self.encoding(len(x)).to(device=x.device, dtype=x.dtype)  # computed on the host
         return super().forward(torch.cat([x, pe], dim=1))
 
 

@@ -61,7 +61,7 @@ def sheaf_laplacian_dense(maps: torch.Tensor, edge_index: torch.Tensor, n: int) 
     rev = reverse_edges(edge_index, n)
     src, dst = edge_index
     keep = (src < dst).nonzero().flatten()
-    delta = torch.zeros(len(keep) * d, n * d, dtype=maps.dtype)
+    delta = torch.zeros(len(keep) * d, n * d, dtype=maps.dtype, device=maps.device)
     for row, k in enumerate(keep.tolist()):
         u, v = int(src[k]), int(dst[k])
         delta[row * d : (row + 1) * d, v * d : (v + 1) * d] = maps[k]
@@ -77,7 +77,7 @@ def inv_sqrt_spd(m: torch.Tensor, iterations: int = 20) -> torch.Tensor:
     finite. M is scaled by its Frobenius norm first, which puts its spectrum in (0, 1] where
     the iteration converges (quadratically, for the well-conditioned I + Σ FᵀF used here)."""
     norm = m.flatten(-2).norm(dim=-1)[..., None, None]
-    eye = torch.eye(m.shape[-1], dtype=m.dtype).expand_as(m)
+    eye = torch.eye(m.shape[-1], dtype=m.dtype, device=m.device).expand_as(m)
     y, z = m / norm, eye
     for _ in range(iterations):
         t = 0.5 * (3 * eye - z @ y)
@@ -116,8 +116,8 @@ class SheafLayer(GraphLayer):
             return torch.diag_embed(torch.tanh(raw))
         if self.kind == "general":
             return torch.tanh(raw).view(-1, d, d)
-        skew = torch.zeros(len(raw), d, d, dtype=raw.dtype)
-        i, j = torch.triu_indices(d, d, offset=1)
+        skew = torch.zeros(len(raw), d, d, dtype=raw.dtype, device=raw.device)
+        i, j = torch.triu_indices(d, d, offset=1, device=raw.device)
         skew[:, i, j] = raw[:, : len(i)]
         return torch.linalg.matrix_exp(skew - skew.transpose(1, 2))
 
@@ -138,7 +138,7 @@ class SheafLayer(GraphLayer):
             y = scale * scatter(m * diff, dst, 0, dim_size=n, reduce="sum")
         else:
             maps = self.restriction_maps(h, edge_index)
-            eye = torch.eye(self.d, dtype=h.dtype)
+            eye = torch.eye(self.d, dtype=h.dtype, device=h.device)
             gram = scatter(maps.transpose(1, 2) @ maps, edge_index[1], 0, dim_size=n, reduce="sum")
             d_inv_sqrt = inv_sqrt_spd(gram + eye)  # (N, d, d)
             y = d_inv_sqrt @ sheaf_laplacian_apply(d_inv_sqrt @ y, maps, edge_index, rev)

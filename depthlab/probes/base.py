@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from depthlab import _registry as reg
+from depthlab._device import forked_rng, model_device
 from depthlab.exceptions import ProbeError
 from depthlab.spec import Spec
 
@@ -75,6 +76,17 @@ class ProbeBatch:
         """The first ``n`` samples (all if fewer)."""
         return dataclasses.replace(self, x=self.x[:n], y=self.y[:n])
 
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
+    def to(self, device: torch.device | str) -> ProbeBatch:
+        """The batch on ``device`` (itself when already there)."""
+        device = torch.device(device)
+        if self.x.device == device and self.y.device == device:
+            return self
+        return dataclasses.replace(self, x=self.x.to(device), y=self.y.to(device))
+
 
 class Probe(abc.ABC):
     """A measurement. Subclasses set ``name``, ``Params`` and implement ``measure``."""
@@ -95,10 +107,13 @@ class Probe(abc.ABC):
     def run(
         self, model: nn.Module, batch: ProbeBatch, *, seed: int = 0, dropout: bool = False
     ) -> dict[str, Any]:
-        """``measure`` with the model's state restored afterwards, bit for bit."""
+        """``measure`` with the model's state restored afterwards, bit for bit. The batch is
+        moved to the model's device first (``depthlab._device``): a probe runs where the model
+        lives."""
         self.dropout = dropout
-        with preserved(model), torch.random.fork_rng(devices=[]), attention_math():
-            torch.manual_seed(seed)
+        device = model_device(model)
+        batch = batch.to(device)
+        with preserved(model), forked_rng(device, seed), attention_math():
             return self.measure(model, batch, seed=seed)
 
     def set_mode(self, model: nn.Module) -> None:

@@ -255,10 +255,11 @@ class Collapse(Probe):
         if not (bool(torch.isfinite(h).all()) and bool(torch.isfinite(logits).all())):
             raise ProbeError(f"the input or output of classifier {name!r} holds NaN/inf values")
         out = collapse_metrics(
-            h.double().numpy(),
-            y.numpy(),
-            classifier.weight.detach().double().numpy(),
-            logits.double().numpy(),
+            # the metrics run on the host in float64 (numpy): each array read back once
+            h.cpu().double().numpy(),
+            y.cpu().numpy(),
+            classifier.weight.detach().cpu().double().numpy(),
+            logits.cpu().double().numpy(),
             self.params.rcond,
         )
         out["classifier"] = name

@@ -50,10 +50,12 @@ class Convexity(Probe):
         gen = torch.Generator().manual_seed(seed)
         x = batch.x
         n = len(x)
-        i = torch.randint(n, (self.params.pairs,), generator=gen)
-        j = torch.randint(n, (self.params.pairs,), generator=gen)
+        # drawn on the host (the same on every device), moved once
+        i = torch.randint(n, (self.params.pairs,), generator=gen, device="cpu").to(x.device)
+        j = torch.randint(n, (self.params.pairs,), generator=gen, device="cpu").to(x.device)
         # Pairs of inputs and also points pushed off the data, so the check is not only local.
-        scale = 1.0 + 2.0 * torch.rand((self.params.pairs,) + (1,) * (x.dim() - 1), generator=gen)
+        shape = (self.params.pairs,) + (1,) * (x.dim() - 1)
+        scale = 1.0 + 2.0 * torch.rand(shape, generator=gen, device="cpu").to(x.device)
         a, b = x[i] * scale, x[j]
         with torch.no_grad():
             fa, fb, fm = model(a), model(b), model((a + b) / 2)

@@ -49,6 +49,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from depthlab._device import widen
 from depthlab.exceptions import ProbeError
 from depthlab.probes.base import Probe, ProbeBatch, register_probe
 from depthlab.probes.layers import per_sample, recording, weight_layers
@@ -147,7 +148,7 @@ class CorrelationProbe(Probe):
             model(x)
         rows = []
         dtype = x.dtype if torch.is_floating_point(x) else torch.float32
-        c0 = _cosines(per_sample(x).double(), n_pairs)
+        c0 = _cosines(widen(per_sample(x)), n_pairs)
         for index, call in enumerate(calls):
             inp = call.args[0] if call.args else None
             if not isinstance(inp, torch.Tensor) or not torch.is_floating_point(inp):
@@ -157,7 +158,7 @@ class CorrelationProbe(Probe):
             except ValueError:
                 continue
             dtype = inp.dtype  # the precision the deepest layer computes in
-            c = _cosines(flat.double(), n_pairs)
+            c = _cosines(widen(flat), n_pairs)
             b, se = _slope(c0, c)
             rows.append(
                 {
@@ -166,7 +167,7 @@ class CorrelationProbe(Probe):
                     "slope": b,
                     "slope_se": se,
                     "mean_correlation": float(c.mean()),
-                    **_differences(flat.double(), n_pairs),
+                    **_differences(widen(flat), n_pairs),
                 }
             )
         if len(rows) < 2:

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 from torch.func import jacrev, vmap
 
+from depthlab._device import wide_dtype
 from depthlab.exceptions import ProbeError
 from depthlab.layers.dropout import AlphaDropout
 from depthlab.layers.norms import ChannelsLast
@@ -156,19 +157,21 @@ def output_hessians(batch: ProbeBatch, out: torch.Tensor) -> torch.Tensor:
         loss = batch.loss_fn(flat.view_as(out), batch.y)
         (g,) = torch.autograd.grad(loss, flat, create_graph=True)
         if not g.requires_grad:  # the loss is linear in the outputs
-            return torch.zeros(n, k, k, dtype=flat.dtype)
+            return torch.zeros(n, k, k, dtype=flat.dtype, device=flat.device)
 
         def product(u: torch.Tensor) -> torch.Tensor:
             (hu,) = torch.autograd.grad(g, flat, u, retain_graph=True, materialize_grads=True)
             return hu
 
-        eye = torch.eye(k, dtype=flat.dtype)
+        eye = torch.eye(k, dtype=flat.dtype, device=flat.device)
         lam = torch.stack([product(eye[c].expand(n, k)) for c in range(k)], dim=2)
         # one more product with random per-sample signs and weights: a loss that couples samples
         # gives Σ_{m≠n} Λ_nm u_m ≠ 0, which a block-diagonal Λ cannot reproduce
         gen = torch.Generator().manual_seed(0)
-        u = (torch.randint(0, 2, (n, 1), generator=gen) * 2 - 1).to(flat.dtype) * torch.randn(
-            n, k, generator=gen, dtype=flat.dtype
+        # drawn on the host (seeded, the same on every device) and moved once
+        sign = torch.randint(0, 2, (n, 1), generator=gen, device="cpu") * 2 - 1
+        u = (sign * torch.randn(n, k, generator=gen, device="cpu", dtype=torch.float64)).to(
+            device=flat.device, dtype=flat.dtype
         )
         coupled = product(u)
     expected = torch.einsum("nkc,nc->nk", lam, u)
@@ -225,7 +228,7 @@ def gauss_newton_trace(
     per_sample += (k + 2) * _hooked_elements(layers, f, params, x[:1])
     per_sample += 3 * k * sum(params[i].numel() for i in rest)
     chunk = max(1, min(n, budget // per_sample))
-    total = torch.zeros((), dtype=torch.float64)
+    total = torch.zeros((), dtype=wide_dtype(out.device), device=out.device)
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         lam, rot = lam_all[start:stop], rot_all[start:stop].to(out.dtype)
@@ -278,16 +281,17 @@ def _contracted(
         for buf, g in zip(deltas, grads, strict=True):
             if g is not None:
                 buf[:, c] = g
-    total = torch.zeros((), dtype=torch.float64)
+    wide = wide_dtype(out.device)
+    total = torch.zeros((), dtype=wide, device=out.device)
     for m, d in zip(mods, deltas, strict=True):
         # rotate the K output directions into Λ's eigenbasis, per sample
         d = torch.einsum("nk...,nkj->nj...", d, rot)
         a = layer_inputs(m, seen[m][0])  # (b, P, G, di)
         dd = layer_deltas(m, d)  # (b, P, G, K, do)
-        sq = torch.zeros(b, k, dtype=torch.float64)
+        sq = torch.zeros(b, k, dtype=wide, device=out.device)
         if m.bias is not None:
-            sq += dd.sum(1).pow(2).sum((1, 3)).double()  # ‖Σ_p δ̃_p‖² per (n, j)
-        sq += _weight_norms(a, dd).double()
+            sq += dd.sum(1).pow(2).sum((1, 3)).to(wide)  # ‖Σ_p δ̃_p‖² per (n, j)
+        sq += _weight_norms(a, dd).to(wide)
         total += (lam * sq).sum()
     return total
 
@@ -335,4 +339,4 @@ def _jacobian_part(
     b, k = lam.shape
     # ‖J_nᵀ u_nj‖² with J_n (K, P): rotate the rows, then square
     sq = sum(torch.einsum("nkp,nkj->njp", j.reshape(b, k, -1), rot).pow(2).sum(-1) for j in jac)
-    return (lam * sq.double()).sum()
+    return (lam * sq.to(lam.dtype)).sum()

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from depthlab._device import wide_dtype, widen
 from depthlab.exceptions import ProbeError, SpecError
 from depthlab.probes.base import Probe, ProbeBatch, register_probe
 from depthlab.probes.layers import role_group, weight_layers
@@ -54,7 +55,7 @@ def layer_gradients(model: nn.Module, batch: ProbeBatch) -> list[dict[str, Any]]
     if not layers:
         raise ProbeError("gradients found no layer (a module with a >= 2-D weight) in the model")
     model.zero_grad(set_to_none=True)
-    delta: dict[str, float] = {}
+    delta: dict[str, torch.Tensor] = {}  # read back with the other norms, in one transfer
     order: list[str] = []  # the layers in the order they ran (first call)
     handles = []
     for name, module in layers:
@@ -65,7 +66,7 @@ def layer_gradients(model: nn.Module, batch: ProbeBatch) -> list[dict[str, Any]]
             if isinstance(out, torch.Tensor) and out.requires_grad:
                 out.register_hook(
                     lambda g, name=name: delta.__setitem__(
-                        name, g.detach().double().pow(2).sum().sqrt().item()
+                        name, widen(g.detach()).pow(2).sum().sqrt()
                     )
                 )
 
@@ -81,18 +82,23 @@ def layer_gradients(model: nn.Module, batch: ProbeBatch) -> list[dict[str, Any]]
     rows = []
     modules = dict(layers)
     ran = order + [name for name, _ in layers if name not in order]
+    norms = []
     for name in ran:
-        module = modules[name]
-        w = typing.cast(torch.Tensor, module.weight)
+        w = typing.cast(torch.Tensor, modules[name].weight)
         g = torch.zeros_like(w) if w.grad is None else w.grad
-        g_norm, w_norm = g.double().norm().item(), w.detach().double().norm().item()
+        zero = torch.zeros((), dtype=wide_dtype(w.device), device=w.device)
+        norms.append(
+            torch.stack([widen(g).norm(), widen(w.detach()).norm(), delta.get(name, zero)])
+        )
+    values = torch.stack(norms).tolist() if norms else []
+    for name, (g_norm, w_norm, d_norm) in zip(ran, values, strict=True):
         rows.append(
             {
                 "name": name,
                 "grad_norm": g_norm,
                 "weight_norm": w_norm,
                 "ratio": g_norm / w_norm if w_norm > 0 else math.inf,
-                "delta_norm": delta.get(name, 0.0),
+                "delta_norm": d_norm,
                 "called": name in order,
             }
         )

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vjp, vmap
 
+from depthlab._device import wide_dtype
 from depthlab.probes.base import functional_state
 from depthlab.probes.ntk_func import quiet_vmap
 
@@ -48,12 +49,14 @@ def _rows_of_pullback(
     k: int,
     chunk: int,
     dtype: torch.dtype,
+    device: torch.device,
 ) -> Any:
     """The pullback of e_{i,k} for every row i (output k fixed), stacked over i: ``vmap`` in
     chunks, or one row at a time where ``vmap`` cannot run the model's backward."""
     s, n_out = shape
-    eye = torch.zeros(s, s, n_out, dtype=dtype)
-    eye[torch.arange(s), torch.arange(s), k] = 1.0
+    eye = torch.zeros(s, s, n_out, dtype=dtype, device=device)
+    rows = torch.arange(s, device=device)
+    eye[rows, rows, k] = 1.0
     try:
         with quiet_vmap():
             return vmap(pull, chunk_size=chunk)(eye)[0]
@@ -80,11 +83,11 @@ def graph_ntk(
     n_params = sum(v.numel() for v in params.values())
     k_out = out.shape[1]
     chunk = max(1, min(s, budget // max(1, 3 * n_params)))
-    theta = torch.zeros(s, s, dtype=torch.float64)
+    theta = torch.zeros(s, s, dtype=wide_dtype(out.device), device=out.device)
     for k in range(k_out):
-        grads = _rows_of_pullback(pull, (s, k_out), k, chunk, out.dtype)
+        grads = _rows_of_pullback(pull, (s, k_out), k, chunk, out.dtype, out.device)
         jac = torch.cat([grads[name].reshape(s, -1) for name in params], dim=1)
-        theta += (jac @ jac.T).double()
+        theta += (jac @ jac.T).to(theta.dtype)
     return theta, {"n_outputs": k_out, "n_params": n_params}
 
 
@@ -102,6 +105,6 @@ def graph_input_jacobians(model: nn.Module, x: torch.Tensor, nodes: int) -> torc
     k_out = out.shape[1]
     rows = []
     for k in range(k_out):
-        grads = _rows_of_pullback(pull, (s, k_out), k, s, out.dtype)
+        grads = _rows_of_pullback(pull, (s, k_out), k, s, out.dtype, out.device)
         rows.append(grads.reshape(s, -1))
     return torch.stack(rows, dim=1)

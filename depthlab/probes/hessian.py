@@ -48,6 +48,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from depthlab._device import supports_float64
 from depthlab.exceptions import ProbeError, SpecError
 from depthlab.probes import gauss_newton, lanczos
 from depthlab.probes.base import Probe, ProbeBatch, frozen_statistics, register_probe
@@ -134,7 +135,10 @@ class HessianProbe(Probe):
         p = self.params
         first = next(model.parameters(), None)
         dtype = torch.float64 if p.dtype == "float64" or first is None else first.dtype
+        if first is not None and not supports_float64(first.device):
+            dtype = torch.float32  # MPS: no float64 (stated as ``product_dtype``)
         storage = torch.float64 if dtype == torch.float64 else torch.float32  # kept vectors
+        # (the kept vectors live on the host beside the recurrence: see HessianOperator._join)
         loss_of, params = model_loss(model, batch, dtype)
         batched = "never" if p.block == 1 else "auto"
         op = HessianOperator(loss_of, params, method=p.method, batched=batched)
@@ -216,6 +220,7 @@ class HessianProbe(Probe):
             method=op.used(),
             hvp_seconds=op.timings(),
             hvp_failures=dict(op.failures),
+            product_dtype=str(dtype).removeprefix("torch."),
         )
         return out
 
@@ -272,7 +277,7 @@ class HessianProbe(Probe):
         try:
             while done < n:
                 rows = op(_unit_rows(done, min(n, done + block), n))
-                idx = torch.arange(len(rows))
+                idx = torch.arange(len(rows), device=rows.device)
                 total += float(rows[idx, done + idx].sum())
                 done += len(rows)
                 if done >= 2 * block and done < n:
@@ -287,6 +292,7 @@ class HessianProbe(Probe):
 
 def _unit_rows(start: int, stop: int, n: int) -> torch.Tensor:
     """Rows ``e_start … e_{stop−1}`` of the n×n identity, float64."""
-    rows = torch.zeros(stop - start, n, dtype=torch.float64)
-    rows[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
+    rows = torch.zeros(stop - start, n, dtype=torch.float64, device="cpu")
+    cols = torch.arange(start, stop, device="cpu")
+    rows[torch.arange(stop - start, device="cpu"), cols] = 1.0
     return rows

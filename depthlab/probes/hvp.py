@@ -31,7 +31,7 @@ def _warm_up_forward_mode() -> None:
         load = getattr(torch.autograd.forward_ad, "_maybe_load_decompositions", None)
         if load is not None:
             load()
-        one = torch.ones(1)
+        one = torch.ones(1, device="cpu")
         jvp(grad(_cube_sum), (one,), (one,))
 
 
@@ -71,6 +71,7 @@ class HessianOperator:
         self.params = tuple(t.detach() for t in params)
         self.sizes = [t.numel() for t in self.params]
         self.n, self.dtype = sum(self.sizes), self.params[0].dtype
+        self.device = self.params[0].device
         self.products = 0
         self.methods = tuple(reversed(METHODS)) if method == "auto" else (method,)
         self.batch_modes = {"auto": (False, True), "always": (True,), "never": (False,)}[batched]
@@ -83,13 +84,16 @@ class HessianOperator:
         self._warm = False  # forward mode's one-time set-up, paid before its first product
 
     def _split(self, v: torch.Tensor) -> Tensors:
-        """Rows ``(b, n)`` → one ``(b, *shape)`` piece per parameter, in the product dtype."""
-        pieces = v.to(self.dtype).split(self.sizes, dim=1)
+        """Rows ``(b, n)`` → one ``(b, *shape)`` piece per parameter, in the product dtype, on
+        the parameters' device (the rows may come from the host, where Lanczos runs)."""
+        pieces = v.to(device=self.device, dtype=self.dtype).split(self.sizes, dim=1)
         return tuple(c.view(len(v), *t.shape) for c, t in zip(pieces, self.params, strict=True))
 
     def _join(self, pieces: Tensors, b: int) -> torch.Tensor:
-        """One piece per parameter, ``(b, *shape)`` → float64 rows ``(b, n)``."""
-        out = torch.empty(b, self.n, dtype=torch.float64)
+        """One piece per parameter, ``(b, *shape)`` → float64 rows ``(b, n)`` on the host: the
+        Lanczos recurrence and the trace estimators run there in float64 (which every device
+        does not have), so each block product moves its rows across once each way."""
+        out = torch.empty(b, self.n, dtype=torch.float64, device="cpu")
         parts = out.split(self.sizes, dim=1)
         for c, piece, t in zip(parts, pieces, self.params, strict=True):
             if piece.dim() == t.dim():  # a batched grad materialises an unused input unbatched

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev, jvp, vmap
 
+from depthlab._device import wide_dtype, widen
 from depthlab.exceptions import ProbeError
 from depthlab.probes.base import (
     Probe,
@@ -166,29 +167,34 @@ def layer_gains(
         with recording(layers) as calls:
             point.call(state, inp, x)
         return tuple(
-            c.output if isinstance(c.output, torch.Tensor) else torch.zeros(0) for c in calls
+            c.output if isinstance(c.output, torch.Tensor) else inp.new_zeros(0) for c in calls
         )
 
     with recording(layers) as calls, torch.no_grad():
         point.call(state, z, x)
     names = [c.name for c in calls]
-    gen = torch.Generator().manual_seed(seed)
-    v = torch.randn(z.shape, generator=gen, dtype=z.dtype)
+    gen = torch.Generator().manual_seed(seed)  # drawn on the host, moved once: same v anywhere
+    v = torch.randn(z.shape, generator=gen, dtype=z.dtype, device="cpu").to(z.device)
     v = v / v.reshape(n, -1).norm(dim=1).reshape(-1, *[1] * (z.dim() - 1))
     tangents = jvp(outputs, (z,), (v,))[1]
-    rows, previous = [], torch.ones(n, dtype=torch.float64)
+    rows, previous = [], torch.ones(n, dtype=wide_dtype(z.device), device=z.device)
+    gains: list[torch.Tensor] = []
     # A layer applied several times (weight sharing) reports each application in order.
     for name, tangent in zip(names, tangents, strict=False):
         try:
-            current = per_sample(tangent, n).double().pow(2).sum(1)
+            current = widen(per_sample(tangent, n)).pow(2).sum(1)
         except ValueError as err:
             if skipped is not None:
                 skipped[name] = str(err)
             continue
         ok = previous > 0
-        gain = (current[ok] / previous[ok]).mean().item() if ok.any() else math.nan
-        rows.append({"name": name, "gain": gain})
+        # NaN when no sample had signal left (mean of an empty selection)
+        gains.append((current[ok] / previous[ok]).mean())
+        rows.append({"name": name})
         previous = current
+    # every gain read back in one transfer
+    for row, gain in zip(rows, torch.stack(gains).tolist() if gains else [], strict=True):
+        row["gain"] = gain
     return rows
 
 
@@ -219,7 +225,7 @@ class JacobianProbe(Probe):
             raise ProbeError(
                 f"cannot differentiate the model w.r.t. its input: {str(exc).splitlines()[0]}"
             ) from None
-        sv = torch.linalg.svdvals(jac.double()).flatten().sort(descending=True).values
+        sv = torch.linalg.svdvals(widen(jac)).flatten().sort(descending=True).values.cpu()
         sq = sv.pow(2)
         skipped: dict[str, str] = {}
         gains = layer_gains(model, x, seed, point, skipped)

@@ -25,6 +25,8 @@ from scipy import stats
 
 MatMat = Callable[[torch.Tensor], torch.Tensor]
 F64 = torch.float64
+#: Lanczos and the estimators run on the host in float64; operators move rows to their device.
+HOST = torch.device("cpu")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +75,7 @@ class TraceEstimate:
 
 def rademacher(b: int, n: int, generator: torch.Generator) -> torch.Tensor:
     """``(b, n)`` independent ±1 entries, float64."""
-    return torch.randint(0, 2, (b, n), generator=generator).to(F64).mul_(2).sub_(1)
+    return torch.randint(0, 2, (b, n), generator=generator, device=HOST).to(F64).mul_(2).sub_(1)
 
 
 class _Basis:
@@ -93,7 +95,8 @@ class _Basis:
     def append(self, q: torch.Tensor) -> None:
         j = self.size % self.chunk
         if j == 0:
-            self.chunks.append(torch.empty(self.b, self.chunk, self.n, dtype=self.dtype))
+            shape = (self.b, self.chunk, self.n)
+            self.chunks.append(torch.empty(shape, dtype=self.dtype, device=HOST))
         self.chunks[-1][:, j] = q
         self.size += 1
 
@@ -139,10 +142,10 @@ def lanczos(
     steps = min(steps, n)
     basis = _Basis(b, n, chunk or steps, storage)
     q = v0.div_(v0.norm(dim=1, keepdim=True))  # in place: v0 becomes the first vector
-    q_prev, beta = torch.zeros_like(q), torch.zeros(b, dtype=F64)
+    q_prev, beta = torch.zeros_like(q), torch.zeros(b, dtype=F64, device=HOST)
     alphas: list[torch.Tensor] = []
     betas: list[torch.Tensor] = []
-    scale = torch.zeros(b, dtype=F64)
+    scale = torch.zeros(b, dtype=F64, device=HOST)
     for j in range(steps):
         basis.append(q)
         w = matmat(q)
@@ -159,7 +162,9 @@ def lanczos(
         scale = torch.maximum(scale, alpha.abs() + beta)
         broken = beta <= 1e-12 * scale.clamp_min(torch.finfo(F64).tiny)
         if broken.any():
-            fresh = basis.project_out(torch.randn(b, n, generator=generator, dtype=F64))
+            fresh = basis.project_out(
+                torch.randn(b, n, generator=generator, dtype=F64, device=HOST)
+            )
             w = torch.where(broken[:, None], fresh, w)
             beta = torch.where(broken, 0.0, beta)
             betas[-1] = beta
@@ -178,14 +183,14 @@ def ritz_bounds(
     theta, s = torch.linalg.eigh(tridiagonal(alpha, beta[:-1]))
     m = len(theta)
     r = (beta[-1] * s[-1]).abs()  # ‖A y_j − θ_j y_j‖ for every Ritz pair
-    top = torch.arange(m - 1, max(m - k, 0) - 1, -1)
+    top = torch.arange(m - 1, max(m - k, 0) - 1, -1, device=HOST)
     tiny = torch.finfo(F64).tiny
     denom = theta[top].abs().clamp_min(theta.abs().max() * torch.finfo(F64).eps).clamp_min(tiny)
     # the distance between θ_i's interval [θ_i ± r_i] and the nearest other [θ_j ± r_j]
     rt = r[top]
     dist = (theta[top, None] - theta[None, :]).abs() - r[None, :]
-    dist[torch.arange(len(top)), top] = math.inf  # not itself
-    gap = dist.amin(1) - rt if m > 1 else torch.zeros(len(top), dtype=F64)
+    dist[torch.arange(len(top), device=HOST), top] = math.inf  # not itself
+    gap = dist.amin(1) - rt if m > 1 else torch.zeros(len(top), dtype=F64, device=HOST)
     kato = torch.where(gap > rt, rt**2 / gap.clamp_min(tiny), rt)
     return theta[top], rt / denom, torch.minimum(rt, kato) / denom
 
@@ -227,7 +232,7 @@ def top_eigenvalues(
         result["values"], result["res"], result["err"] = ritz_bounds(alpha[0], beta[0], k)
         return done(result["res"], result["err"])
 
-    start = torch.randn(1, n, generator=generator, dtype=F64)
+    start = torch.randn(1, n, generator=generator, dtype=F64, device=HOST)
     alpha, _ = lanczos(
         matmat, start, max_steps, generator=generator, stop=ritz, chunk=4, storage=storage
     )
@@ -367,7 +372,7 @@ def density(
     """
     lo, hi = float(nodes.min()), float(nodes.max())
     width = sigma * ((hi - lo) if hi > lo else max(abs(hi), 1.0))
-    grid = torch.linspace(lo - 5 * width, hi + 5 * width, points, dtype=F64)
+    grid = torch.linspace(lo - 5 * width, hi + 5 * width, points, dtype=F64, device=HOST)
     z = (grid[:, None, None] - nodes[None]) / width
     bumps = torch.exp(-0.5 * z**2) / (width * math.sqrt(2 * math.pi))
     values = (bumps * weights[None]).sum(2).mean(1)

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from depthlab._device import widen
 from depthlab.exceptions import ProbeError
 from depthlab.probes.base import Probe, ProbeBatch, register_probe
 from depthlab.probes.jacobian import layer_gains
@@ -65,10 +66,10 @@ def read_parameters(model: nn.Module) -> tuple[nn.Module, float, float, int]:
         )
     hidden = linears[1:-1] or linears[:1]
     sw2 = statistics.median(
-        m.weight.shape[1] * m.weight.detach().double().pow(2).mean().item() for m in hidden
+        m.weight.shape[1] * widen(m.weight.detach()).pow(2).mean().item() for m in hidden
     )
     sb2 = statistics.median(
-        m.bias.detach().double().pow(2).mean().item() if m.bias is not None else 0.0 for m in hidden
+        widen(m.bias.detach()).pow(2).mean().item() if m.bias is not None else 0.0 for m in hidden
     )
     return acts[0], sw2, sb2, len(linears) - 1
 

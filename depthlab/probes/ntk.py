@@ -181,7 +181,8 @@ def spectrum(theta: torch.Tensor, dtype: torch.dtype) -> dict[str, Any]:
     otherwise the floor's value 1/(N·eps) with ``condition_number_is_bound`` true: the true
     condition number is at least that.
     """
-    sym = (theta.double() + theta.double().T) / 2
+    theta = theta.detach().to(device="cpu", dtype=torch.float64)  # an (N, N) read back once
+    sym = (theta + theta.T) / 2
     ev = torch.linalg.eigvalsh(sym).flip(0)
     top, bottom = float(ev[0]), float(ev[-1])
     floor = len(ev) * torch.finfo(dtype).eps * max(top, 0.0)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jacrev, jvp, vjp, vmap
 
+from depthlab._device import wide_dtype, widen
 from depthlab.exceptions import ProbeError
 from depthlab.probes.base import functional_state
 
@@ -90,9 +91,9 @@ def jacobian_kernel(
 ) -> torch.Tensor:
     """Θ over the parameters ``names`` by per-sample Jacobian contraction, float64 ``(N, N)``."""
     if not names:
-        return torch.zeros(len(x), len(x), dtype=torch.float64)
+        return torch.zeros(len(x), len(x), dtype=wide_dtype(x.device), device=x.device)
     jac = per_sample_jacobians(model, x, names, budget=budget)
-    return (jac @ jac.T).double()
+    return widen(jac @ jac.T)
 
 
 def ntvp_kernel(
@@ -142,7 +143,7 @@ def _ntvp_columns(
 
     size = sum(v.numel() for v in wanted.values())
     chunk = _chunk(budget, 3 * k * size, n)
-    theta = torch.zeros(n, n, dtype=torch.float64)
+    theta = torch.zeros(n, n, dtype=wide_dtype(x.device), device=x.device)
     push = push_forward
     for start in range(0, n, chunk):
         xs = x[start : start + chunk]
@@ -154,5 +155,5 @@ def _ntvp_columns(
             push = push_reverse
             cols = vmap(push)(tangents)
         cols = cols.reshape(len(xs), k, n, k)  # [j, k, i, k']
-        theta[:, start : start + len(xs)] = torch.einsum("jkik->ij", cols).double()
+        theta[:, start : start + len(xs)] = torch.einsum("jkik->ij", cols).to(theta.dtype)
     return theta

@@ -30,6 +30,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
+from depthlab._device import wide_dtype
+
 CONTRACTED = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
@@ -209,12 +211,14 @@ def layerwise_kernel(
             if g is not None:
                 buf[:, k] = g
     # Self-check with random output weights c: rebuilt Σ c_ik ∂f_k(x_i)/∂θ against autograd.
-    c = torch.randn(out.shape, generator=generator, dtype=torch.float64).to(out.dtype)
+    # drawn on the host (the same on every device), moved once
+    c = torch.randn(out.shape, generator=generator, dtype=torch.float64, device="cpu")
+    c = c.to(device=out.device, dtype=out.dtype)
     params = [p for m in keep for p in m.parameters(recurse=False) if p.requires_grad]
     true = torch.autograd.grad((out * c).sum(), params, allow_unused=True) if params else ()
     true_of = {id(p): g for p, g in zip(params, true, strict=True)}
     eps = torch.finfo(out.dtype).eps
-    theta = torch.zeros(n, n, dtype=torch.float64)
+    theta = torch.zeros(n, n, dtype=wide_dtype(out.device), device=out.device)
     covered: set[int] = set()
     contracted = 0
     it = iter(deltas)
@@ -239,7 +243,7 @@ def layerwise_kernel(
         if not ok:
             continue
         w, b = m.weight.requires_grad, m.bias is not None and m.bias.requires_grad
-        theta += layer_block(a, d, w, b, budget).double()
+        theta += layer_block(a, d, w, b, budget).to(theta.dtype)
         covered.update(id(p) for p in m.parameters(recurse=False) if p.requires_grad)
         contracted += 1
     return theta, covered, {"layers": len(layers), "contracted": contracted}

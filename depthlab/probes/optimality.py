@@ -78,20 +78,22 @@ class Optimality(Probe):
         from depthlab.convex import fit_convex, targets
 
         hidden, out = parts
-        yt = targets(y.numpy(), self.params.loss)
+        # the convex program is solved on the host in float64: the data is read back once
+        yt = targets(y.cpu().numpy(), self.params.loss)
         if yt.shape[1] != 1:
             raise ProbeError("optimality: the convex gap needs one target (or two classes)")
         yt = yt[:, 0]
         with torch.no_grad():
-            xd = x.double()
-            f = torch.relu(xd @ hidden.weight.double().T + hidden.bias.double())
-            f = (f @ out.weight.double().T).reshape(-1)
+            xd = x.cpu().double()
+            w1, b1 = hidden.weight.cpu().double(), hidden.bias.cpu().double()
+            f = torch.relu(xd @ w1.T + b1)
+            f = (f @ out.weight.cpu().double().T).reshape(-1)
             if self.params.loss == "squared":
                 data = float(((f - yt) ** 2).sum()) / (2 * len(yt))
             else:
                 data = float(torch.nn.functional.softplus(-yt * f).mean())
-            pen = sum(float((p.double() ** 2).sum()) for p in (hidden.weight, hidden.bias))
-            pen += float((out.weight.double() ** 2).sum())
+            pen = float((w1**2).sum() + (b1**2).sum())
+            pen += float((out.weight.cpu().double() ** 2).sum())
         trained = data + lam / 2 * pen
         res = fit_convex(
             xd.numpy(),

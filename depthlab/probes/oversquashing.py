@@ -40,6 +40,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from depthlab._device import wide_dtype
 from depthlab.exceptions import ProbeError
 from depthlab.probes.base import (
     Probe,
@@ -92,7 +93,7 @@ def sensitivities(model: nn.Module, x: torch.Tensor, targets: list[int]) -> torc
 
     out, pull = forward_and_pullback(f, x)
     t, d = out.shape
-    squared = torch.zeros(t, len(x), dtype=torch.float64, device=x.device)
+    squared = torch.zeros(t, len(x), dtype=wide_dtype(x.device), device=x.device)
     rows = torch.arange(t, device=x.device)
     for c in range(d):
         cot = torch.zeros(t, t, d, dtype=out.dtype, device=x.device)
@@ -102,7 +103,7 @@ def sensitivities(model: nn.Module, x: torch.Tensor, targets: list[int]) -> torc
                 (grad,) = vmap(pull)(cot)  # (T, N, F)
         except (RuntimeError, NotImplementedError):
             grad = torch.stack([pull(cot[i])[0] for i in range(t)])
-        squared += grad.reshape(t, len(x), -1).double().pow(2).sum(-1)
+        squared += grad.reshape(t, len(x), -1).to(squared.dtype).pow(2).sum(-1)
     return squared.sqrt()
 
 
@@ -162,7 +163,7 @@ class OversquashingProbe(Probe):
         x, n = batch.x, len(batch.x)
         gen = torch.Generator().manual_seed(seed)
         count = min(self.params.targets, n)
-        targets = sorted(torch.randperm(n, generator=gen)[:count].tolist())
+        targets = sorted(torch.randperm(n, generator=gen, device="cpu")[:count].tolist())
         depth = len(message_passing_layers(model)) or None
         with frozen_statistics(model, x), torch.enable_grad():
             sens = sensitivities(model, x, targets)

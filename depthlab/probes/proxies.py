@@ -40,6 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from depthlab._device import wide_dtype, widen
 from depthlab.exceptions import ProbeError, SpecError
 from depthlab.probes.base import Probe, ProbeBatch, preserved, register_probe
 from depthlab.probes.layers import activation_modules, hooked, weight_layers
@@ -103,11 +104,11 @@ def _loss_gradients(
 
 
 def _grad_norm(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
-    return float(sum(g.double().norm() for _, g in pairs))
+    return float(sum(widen(g).norm() for _, g in pairs))
 
 
 def _snip(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
-    return float(sum((g.double() * w.double()).abs().sum() for w, g in pairs))
+    return float(sum((widen(g) * widen(w)).abs().sum() for w, g in pairs))
 
 
 def _synflow(model: nn.Module, x: torch.Tensor) -> float:
@@ -119,7 +120,8 @@ def _synflow(model: nn.Module, x: torch.Tensor) -> float:
         )
     # A float64 copy with |θ| in place: the user's model is never touched, and weights shared
     # between modules stay shared (one tensor), as a functional call would not keep them here.
-    twin = copy.deepcopy(model).double()
+    wide = wide_dtype(x.device)  # float64 where the device has it (MPS: float32)
+    twin = copy.deepcopy(model).to(wide)
     with torch.no_grad():
         for t in itertools.chain(twin.parameters(), twin.buffers()):
             if torch.is_floating_point(t):
@@ -130,15 +132,14 @@ def _synflow(model: nn.Module, x: torch.Tensor) -> float:
     for w in weights:
         w.requires_grad_(True)
     twin.eval()
-    ones = torch.ones((1, *x.shape[1:]), dtype=torch.float64)
+    ones = torch.ones((1, *x.shape[1:]), dtype=wide, device=x.device)
     with torch.enable_grad():
         out = twin(ones)
         if not isinstance(out, torch.Tensor):
             raise ProbeError("proxy synflow needs a model returning one tensor")
         grads = torch.autograd.grad(out.sum(), weights, allow_unused=True)
-    score = sum(
-        float((w.detach() * g).sum()) for w, g in zip(weights, grads, strict=True) if g is not None
-    )
+    terms = [(w.detach() * g).sum() for w, g in zip(weights, grads, strict=True) if g is not None]
+    score = float(torch.stack(terms).sum()) if terms else 0.0
     if not math.isfinite(score):
         raise ProbeError(f"proxy synflow is {score} even in float64 (the net is too deep)")
     return score
@@ -149,7 +150,7 @@ def naswot_kernel(codes: torch.Tensor) -> torch.Tensor:
 
     Equals c cᵀ + (1 − c)(1 − c)ᵀ: the number of units on which two samples agree. float64.
     """
-    c = codes.double()
+    c = widen(codes)
     return c @ c.T + (1.0 - c) @ (1.0 - c).T
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from depthlab._device import wide_dtype, widen
 from depthlab.exceptions import ProbeError
 from depthlab.probes.base import Probe, ProbeBatch, register_probe
 from depthlab.probes.layers import (
@@ -77,7 +78,7 @@ class SignalProbe(Probe):
                 try:
                     if not isinstance(out, torch.Tensor):
                         raise ValueError(f"its output is a {type(out).__name__}, not a tensor")
-                    h = per_sample(out, n).double()
+                    h = widen(per_sample(out, n))
                 except ValueError as err:
                     skipped[name] = str(err)
                     continue
@@ -85,9 +86,9 @@ class SignalProbe(Probe):
                     {
                         "name": name,
                         "type": type(module).__name__,
-                        "mean": h.mean().item(),
-                        "var": h.var().item(),
-                        "second_moment": h.pow(2).mean().item(),
+                        "mean": h.mean(),
+                        "var": h.var(),
+                        "second_moment": h.pow(2).mean(),
                         "correlation": _pair_correlation(h, n_pairs),
                         "dead_fraction": None,
                         "saturated_fraction": None,
@@ -95,7 +96,7 @@ class SignalProbe(Probe):
                 )
             elif layers and layers[-1]["dead_fraction"] is None:
                 try:
-                    a = per_sample(out, n).double()
+                    a = widen(per_sample(out, n))
                     pre = per_sample(args[0], n)
                 except (ValueError, IndexError):
                     continue
@@ -103,19 +104,20 @@ class SignalProbe(Probe):
                     continue
                 span = a.max(0).values - a.min(0).values
                 scale = 1.0 + a.abs().mean(0)
-                layers[-1]["dead_fraction"] = (span <= 1e-8 * scale).double().mean().item()
+                layers[-1]["dead_fraction"] = widen(span <= 1e-8 * scale).mean()
                 layers[-1]["saturated_fraction"] = _saturated(module, pre)
         if not layers:
             raise ProbeError(
                 "signal found no layer output with a batch dimension: "
                 + "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:3])
             )
+        layers = _as_floats(layers)
         group, i, j = role_group([row["name"] for row in layers])
         first, last = layers[i]["second_moment"], layers[j]["second_moment"]
         ratio = last / first if first > 0 else math.inf
         return {
             "layers": layers,
-            "input_correlation": _pair_correlation(per_sample(x).double(), n_pairs)
+            "input_correlation": float(_pair_correlation(widen(per_sample(x)), n_pairs))
             if torch.is_floating_point(x)
             else None,
             "second_moment_ratio": ratio,
@@ -128,23 +130,37 @@ class SignalProbe(Probe):
         }
 
 
-def _pair_correlation(h: torch.Tensor, n_pairs: int) -> float:
+def _pair_correlation(h: torch.Tensor, n_pairs: int) -> torch.Tensor | float:
     a, b = h[0 : 2 * n_pairs : 2], h[1 : 2 * n_pairs : 2]
     norms = a.norm(dim=1) * b.norm(dim=1)
     ok = norms > 0
     if not ok.any():
         return 1.0  # every representation is 0: nothing distinguishes the inputs
-    return ((a * b).sum(1)[ok] / norms[ok]).mean().item()
+    return ((a * b).sum(1)[ok] / norms[ok]).mean()
 
 
-def _saturated(module: nn.Module, h: torch.Tensor) -> float:
+def _saturated(module: nn.Module, h: torch.Tensor) -> torch.Tensor | float:
     """Fraction of entries where |φ'(h)| < 5 % of |φ'(0)|, for two-sided saturating φ."""
-    probe = torch.tensor([-12.0, 0.0, 12.0], dtype=torch.float64, requires_grad=True)
+    wide = wide_dtype(h.device)
+    probe = torch.tensor([-12.0, 0.0, 12.0], dtype=wide, device=h.device, requires_grad=True)
     with torch.enable_grad():
         (d,) = torch.autograd.grad(module(probe).sum(), probe)
     if not (abs(d[0]) < 0.01 * abs(d[1]) and abs(d[2]) < 0.01 * abs(d[1])):
         return 0.0
     with torch.enable_grad():
-        hh = h.detach().double().requires_grad_(True)
+        hh = widen(h.detach()).requires_grad_(True)
         (dh,) = torch.autograd.grad(module(hh).sum(), hh)
-    return (dh.abs() < 0.05 * abs(d[1])).double().mean().item()
+    return widen(dh.abs() < 0.05 * abs(d[1])).mean()
+
+
+def _as_floats(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with every tensor statistic read back to the host in one transfer (a probe
+    on a GPU pays one synchronisation, not one per number)."""
+    keys = [(i, k) for i, row in enumerate(rows) for k, v in row.items() if torch.is_tensor(v)]
+    if not keys:
+        return rows
+    values = torch.stack([widen(rows[i][k].reshape(())) for i, k in keys]).tolist()
+    out = [dict(row) for row in rows]
+    for (i, k), v in zip(keys, values, strict=True):
+        out[i][k] = v
+    return out

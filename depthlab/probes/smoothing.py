@@ -56,6 +56,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from depthlab._device import wide_dtype, widen
 from depthlab.exceptions import ProbeError
 from depthlab.probes.base import Probe, ProbeBatch, register_probe
 from depthlab.probes.layers import hooked, recording, weight_layers
@@ -64,7 +65,7 @@ from depthlab.spec import Spec
 
 def dirichlet_energy(x: torch.Tensor, edge_index: torch.Tensor) -> float:
     """(1/N) Σ_i Σ_{j∈N(i)} ‖X_i − X_j‖², over the directed edges given (list both ways)."""
-    x = x.reshape(len(x), -1).double()
+    x = widen(x.reshape(len(x), -1))
     src, dst = edge_index
     return float((x[src] - x[dst]).pow(2).sum() / len(x))
 
@@ -73,8 +74,8 @@ def normalized_dirichlet_energy(x: torch.Tensor, edge_index: torch.Tensor) -> fl
     """The Dirichlet energy of X_i/√(1 + d_i), d_i the number of edges into node i."""
     from torch_geometric.utils import degree
 
-    x = x.reshape(len(x), -1).double()
-    d = degree(edge_index[1], num_nodes=len(x), dtype=torch.float64)
+    x = widen(x.reshape(len(x), -1))
+    d = degree(edge_index[1], num_nodes=len(x), dtype=x.dtype)
     return dirichlet_energy(x / (1 + d).sqrt().unsqueeze(1), edge_index)
 
 
@@ -82,7 +83,7 @@ def mean_average_distance(x: torch.Tensor, edge_index: torch.Tensor) -> float:
     """Mean over edges of 1 − cos(X_i, X_j) (0 where a feature vector is zero)."""
     if edge_index.shape[1] == 0:
         return 0.0
-    x = x.reshape(len(x), -1).double()
+    x = widen(x.reshape(len(x), -1))
     src, dst = edge_index
     cos = torch.nn.functional.cosine_similarity(x[src], x[dst], dim=1, eps=1e-30)
     return float((1 - cos).mean())
@@ -94,9 +95,9 @@ def homophily(edge_index: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     from torch_geometric.utils import homophily as pyg_homophily
 
     src, dst = edge_index
-    same = (y[src] == y[dst]).double()
+    same = widen(y[src] == y[dst])
     per_node = scatter(same, dst, 0, dim_size=len(y), reduce="sum")
-    deg = degree(dst, num_nodes=len(y), dtype=torch.float64)
+    deg = degree(dst, num_nodes=len(y), dtype=same.dtype)
     has = deg > 0
     return {
         "edge": float(same.mean()),
@@ -187,7 +188,7 @@ def readout_reads_last(model: nn.Module, x: torch.Tensor, layers: list[nn.Module
         return None
     held = calls[-1].output
     gen = torch.Generator(device="cpu").manual_seed(0)
-    noise = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
+    noise = torch.randn(x.shape, generator=gen, dtype=x.dtype, device="cpu").to(x.device)
     moved = x + noise * (x.detach().abs().mean() + 1.0)
     with hooked([("last", layers[-1])], lambda call: held):
         out2 = model(moved)
@@ -223,11 +224,11 @@ class SmoothingProbe(Probe):
         with recording(named) as calls:
             model(batch.x)
         reps = [("input", batch.x)] + [(c.name, c.output) for c in calls]
-        deg = degree(edge_index[1], num_nodes=len(batch.x), dtype=torch.float64)
+        deg = degree(edge_index[1], num_nodes=len(batch.x), dtype=wide_dtype(batch.x.device))
         rows: list[dict[str, Any]] = []
         for name, x in reps:
             energy = normalized_dirichlet_energy(x, edge_index)
-            scale = float((x.reshape(len(x), -1).double().pow(2).sum(1) / (1 + deg)).mean())
+            scale = float((widen(x.reshape(len(x), -1)).pow(2).sum(1) / (1 + deg)).mean())
             rows.append(
                 {
                     "name": name,

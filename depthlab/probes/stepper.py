@@ -35,7 +35,9 @@ class Stepper:
         self.params = [q for q in net.parameters() if q.requires_grad]
         self.optimizer = make_optimizer(train, self.params)
         self.generator = torch.Generator().manual_seed(train.seed)
-        self.order = torch.randperm(n, generator=self.generator)
+        # minibatch orders drawn on the host (the same on every device), moved once per epoch
+        self.device = batch.x.device
+        self.order = torch.randperm(n, generator=self.generator, device="cpu").to(self.device)
         self.done = 0
         #: the run's techniques (``depthlab.probes.trial.TrialTechniques``), or None
         self.techniques: Any = None
@@ -49,8 +51,9 @@ class Stepper:
         step, batch = self.done, self.batch
         i = step % self.per_epoch
         if i == 0 and step > 0:
-            self.order = torch.randperm(len(batch.x), generator=self.generator)
-        idx = self.order[i * self.size : (i + 1) * self.size].to(batch.x.device)
+            self.order = torch.randperm(len(batch.x), generator=self.generator, device="cpu")
+            self.order = self.order.to(self.device)
+        idx = self.order[i * self.size : (i + 1) * self.size]
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.train, step, self.per_epoch)
         xb, yb = batch.x[idx], batch.y[idx]
@@ -89,13 +92,15 @@ class Stepper:
 
 def reference_net(batch: ProbeBatch, train: TrainSpec, out_dim: int) -> nn.Module:
     """The shallow reference net: two hidden layers of 128 ReLU units, He init, seeded by
-    ``train.seed``, on the flattened inputs."""
+    ``train.seed``, on the flattened inputs; built and initialised on the host (the same net on
+    every device), then moved to the batch's device."""
     gen = torch.Generator().manual_seed(train.seed)
     d = int(batch.x[0].numel())
-    net = nn.Sequential(
-        nn.Flatten(), nn.Linear(d, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
-        nn.Linear(128, out_dim),
-    ).to(batch.x.dtype)  # fmt: skip
+    with torch.device("cpu"):
+        net = nn.Sequential(
+            nn.Flatten(), nn.Linear(d, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
+            nn.Linear(128, out_dim),
+        ).to(batch.x.dtype)  # fmt: skip
     with torch.no_grad():
         for m in net:
             if isinstance(m, nn.Linear):

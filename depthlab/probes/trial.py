@@ -46,6 +46,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from depthlab._device import widen
 from depthlab.exceptions import ProbeError
 from depthlab.probes.base import Probe, ProbeBatch, register_probe
 from depthlab.probes.stepper import ReferenceRun, Stepper, reference_net, reference_run
@@ -82,12 +83,12 @@ def baseline_loss(batch: ProbeBatch, out_dim: int) -> float:
     y = batch.y
     if batch.task == "classification":
         if getattr(batch.loss_fn, "__name__", "") == "mse_onehot":
-            freq = torch.bincount(y, minlength=out_dim).double() / len(y)
+            freq = widen(torch.bincount(y, minlength=out_dim)) / len(y)
             return float((freq * (1 - freq)).sum() / out_dim)
-        freq = torch.bincount(y).double() / len(y)
+        freq = widen(torch.bincount(y)) / len(y)
         freq = freq[freq > 0]
         return float(-(freq * freq.log()).sum())
-    return float(y.reshape(len(y), -1).double().var(0, unbiased=False).mean())
+    return float(widen(y.reshape(len(y), -1)).var(0, unbiased=False).mean())
 
 
 @register_probe("trial")
@@ -315,5 +316,5 @@ def _evaluate(net: nn.Module, batch: ProbeBatch) -> dict[str, float]:
     if not math.isfinite(row["loss"]):
         row["loss"] = math.inf
     if batch.task == "classification":
-        row["accuracy"] = float((out.argmax(-1) == batch.y).double().mean())
+        row["accuracy"] = float(widen(out.argmax(-1) == batch.y).mean())
     return row

@@ -96,8 +96,9 @@ def fit_power_law(samples: np.ndarray, min_tail: int = 5) -> PowerLawFit | None:
 
 
 def as_matrix(weight: torch.Tensor) -> torch.Tensor:
-    """A layer weight as a 2-D float64 matrix (out, in·k)."""
-    return weight.detach().to(torch.float64).reshape(weight.shape[0], -1)
+    """A layer weight as a 2-D float64 matrix (out, in·k), on the host: the spectrum and its
+    power-law fit run there (numpy)."""
+    return weight.detach().cpu().to(torch.float64).reshape(weight.shape[0], -1)
 
 
 def spectrum_stats(

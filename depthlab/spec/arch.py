@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from depthlab import _registry as reg
 from depthlab.exceptions import SpecError
@@ -58,6 +58,11 @@ class ArchSpec(Spec):
     generates every weight of a target MLP of ``target_depth`` hidden layers of
     ``target_width`` units; ``parametrization`` is ``default`` or ``mip`` (Ortiz et al. 2023).
     """
+
+    HASHED_WHEN_SET: ClassVar[tuple[str, ...]] = (
+        "grid", "spline_order", "grid_range", "cond_dim", "target_depth", "target_width",
+        "parametrization",
+    )  # fmt: skip
 
     family: str = "mlp"
     depth: int = 2

@@ -74,6 +74,13 @@ class Spec:
     """Base class of all specs. Subclasses add fields and override ``_check``."""
 
     _section: ClassVar[str] = ""
+    #: Fields that say where a spec runs, not what it computes: left out of ``content_hash``
+    #: (the same run on another device is the same run, and a resumed sweep does not redo it).
+    UNHASHED: ClassVar[tuple[str, ...]] = ()
+    #: Fields added after specs were already stored: left out of ``content_hash`` while they hold
+    #: their default, so adding a field never changes the id of a run stored before it existed
+    #: (a resumed sweep, or a calibration split by run id, sees the same runs).
+    HASHED_WHEN_SET: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -151,7 +158,7 @@ class Spec:
 
     def content_hash(self) -> str:
         """A stable 16-hex-digit hash of the spec's content (same spec, same hash, any process)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        blob = json.dumps(_identity(self), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -242,6 +249,33 @@ def plain(value: Any) -> Any:
     if callable(value):
         return callable_name(value)
     return value
+
+
+def _at_default(spec: Spec, f: dataclasses.Field[Any]) -> bool:
+    if f.default is not dataclasses.MISSING:
+        default = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        default = f.default_factory()
+    else:
+        return False
+    return bool(getattr(spec, f.name) == default)
+
+
+def _identity(value: Any) -> Any:
+    """``plain(value)`` without any spec's ``UNHASHED`` fields, nor its ``HASHED_WHEN_SET``
+    fields at their default, at any depth."""
+    if isinstance(value, Spec):
+        return {
+            f.name: _identity(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if f.name not in value.UNHASHED
+            and not (f.name in value.HASHED_WHEN_SET and _at_default(value, f))
+        }
+    if isinstance(value, tuple | list):
+        return [_identity(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _identity(v) for k, v in value.items()}
+    return plain(value)
 
 
 def _type_name(hint: Any) -> str:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import re
+from typing import Any, ClassVar
 
 from depthlab import _registry as reg
 from depthlab.exceptions import SpecError
@@ -22,8 +23,12 @@ class TrainSpec(Spec):
     multiplies it by ``step_gamma`` every ``step_size`` epochs; ``cosine`` anneals it to 0 over
     the run. ``loss: auto`` is cross-entropy for integer targets and MSE for real ones.
     ``techniques`` is a list of mappings, each with a registered ``name`` and that technique's
-    own parameters (``depthlab list techniques``).
+    own parameters (``depthlab list techniques``). ``device``: where the run trains — ``auto``
+    (CUDA when available, else the CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; checked
+    against the machine when the run starts, and not part of the run's hash.
     """
+
+    UNHASHED: ClassVar[tuple[str, ...]] = ("device",)
 
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -40,6 +45,7 @@ class TrainSpec(Spec):
     seed: int = 0
     eval_every: int = 1
     techniques: tuple[dict[str, Any], ...] = ()
+    device: str = "auto"
 
     def _check(self) -> None:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -58,6 +64,10 @@ class TrainSpec(Spec):
         check_range("step_gamma", self.step_gamma, 0.0, 1.0, lo_open=True)
         check_range("grad_clip", self.grad_clip, 0.0)
         check_choice("loss", self.loss, LOSSES)
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise SpecError(
+                "device", f"{self.device!r} is not valid; choices: auto, cpu, cuda, cuda:N, mps"
+            )
         if self.eval_every < 0:
             raise SpecError(
                 "eval_every",

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from depthlab._device import forked_rng, place, resolve_device
 from depthlab.data import Dataset, load_data
 from depthlab.exceptions import SpecError
 from depthlab.models import build_model
@@ -113,8 +114,14 @@ def fit(
     used): every step runs the model on all nodes and scores the training nodes. ``loggers``
     (``depthlab.loggers``: TensorBoard, history.csv, a user's own) receive the hyperparameters,
     each epoch's history row and the final metrics.
+
+    The run trains where the model lives (``spec.device: auto``), or on ``spec.device``, where
+    the model is moved first; the data is moved there once. Minibatch orders are drawn on the
+    host from ``spec.seed`` (the same orders on every device) and moved once per epoch.
     """
     start = time.perf_counter()
+    device = place(model, spec.device)
+    data = data.to(device)
     feed = LoggerFeed(loggers, hparams_of(run_spec, spec))
     callbacks = [*build_techniques(spec), *callbacks, *([feed] if loggers else [])]
     lname = loss_name(spec, data)
@@ -134,12 +141,21 @@ def fit(
     show = sys.stderr.isatty() if progress is None else progress
     model.train()
 
-    with _seeded(spec.seed), _progress(show, spec.epochs) as advance, _ended(callbacks, state):
+    # dropout draws from torch's global generators: seeded for the run, then restored
+    with (
+        forked_rng(device, spec.seed),
+        _progress(show, spec.epochs) as advance,
+        _ended(callbacks, state),
+    ):
         for cb in callbacks:
             cb.on_train_start(state)
         for epoch in range(spec.epochs):
             state.epoch = epoch
-            order = torch.randperm(n, generator=generator) if batch < n else None
+            order = (
+                torch.randperm(n, generator=generator, device="cpu").to(device)
+                if batch < n
+                else None
+            )
             sum_loss = 0.0
             correct: list[torch.Tensor] = []
             for i in range(steps_per_epoch):
@@ -251,7 +267,10 @@ def run(
     progress: bool | None = None,
     loggers: Sequence[Logger] = (),
 ) -> TrainResult:
-    """Load the data, build the model and train it: the whole run a spec describes."""
+    """Load the data, build the model and train it: the whole run a spec describes. The network
+    is built on the host (the same weights on every device) and trains on
+    ``spec.train.device`` (``auto``: CUDA when available, else the CPU)."""
+    device = resolve_device(spec.train.device)
     data = load_data(spec.data)
     model = build_model(
         spec.arch,
@@ -259,7 +278,7 @@ def run(
         out_dim=data.out_dim,
         seed=spec.train.seed,
         graph=data.edge_index,
-    )
+    ).to(device)
     return fit(
         model,
         data,
@@ -283,14 +302,6 @@ def _ended(callbacks: Sequence[Callback], state: TrainState) -> Iterator[None]:
 
 def _finite_params(model: nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
-
-
-@contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Dropout draws from torch's global generator: seed it for the run, then restore it."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
 
 
 @contextlib.contextmanager

@@ -46,7 +46,8 @@ class GradientNoise(Technique):
             return
         for p in state.model.parameters():
             if p.grad is not None:
-                p.grad.add_(
-                    torch.randn(p.grad.shape, generator=state.generator, dtype=p.grad.dtype),
-                    alpha=std,
+                # drawn on the host from the run's generator (the same noise on every device)
+                noise = torch.randn(
+                    p.grad.shape, generator=state.generator, dtype=p.grad.dtype, device="cpu"
                 )
+                p.grad.add_(noise.to(p.grad.device), alpha=std)

@@ -130,7 +130,7 @@ def guidance_distance(
     target_reps: list[torch.Tensor], guide_reps: list[torch.Tensor]
 ) -> torch.Tensor:
     """Σ over pairs of 1 − linear CKA between matching representations (n × ... each)."""
-    total = torch.zeros(())
+    total = torch.zeros((), device=target_reps[0].device if target_reps else None)
     for t, g in zip(target_reps, guide_reps, strict=True):
         total = total + cka_distance(t, g.detach())
     return total

@@ -144,4 +144,4 @@ def _reinit(model: nn.Module, initial: dict[str, torch.Tensor], seed: int) -> No
         key = f"{name}.weight" if name else "weight"
         if isinstance(w, nn.Parameter) and w.dim() >= 2 and key in initial:
             std = float(initial[key].double().std())
-            w.copy_(torch.randn(w.shape, generator=gen, dtype=w.dtype) * std)
+            w.copy_(torch.randn(w.shape, generator=gen, dtype=w.dtype, device="cpu") * std)

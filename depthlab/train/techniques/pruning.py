@@ -103,7 +103,7 @@ def scores(
         found = [w.detach().abs() for w in weights]
     elif method == "random":
         gen = generator or torch.Generator().manual_seed(0)
-        found = [torch.rand(w.shape, generator=gen).to(w.device) for w in weights]
+        found = [torch.rand(w.shape, generator=gen, device="cpu").to(w.device) for w in weights]
     else:
         if x is None or y is None or loss is None:
             raise SpecError("method", f"{method!r} scores need a batch of training data")
