@@ -117,7 +117,6 @@ class TrialProbe(Probe):
             result["reference"] = {
                 "loss": list(ref.losses[: result["steps"]]),
                 "diverged": ref.diverged,
-                "seconds": ref.seconds,
             }
         return result
 
