@@ -105,7 +105,7 @@ def test_failed_and_diverged_runs_are_recorded_and_the_sweep_goes_on(tmp_path: P
     assert failed.state is RunState.FAILED and "npz" in failed.error and "path" in failed.error
     assert summary.counts == {
         RunState.PENDING: 0, RunState.RUNNING: 0, RunState.COMPLETE: 1,
-        RunState.FAILED: 2, RunState.DIVERGED: 1,
+        RunState.FAILED: 2, RunState.DIVERGED: 1, RunState.STOPPED: 0,
     }  # fmt: skip
     # FAILED/DIVERGED stay as they are on resume unless asked to retry.
     with SQLiteStore(tmp_path / "runs.db") as store:
