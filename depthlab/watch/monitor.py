@@ -18,8 +18,12 @@ is read every ``every`` steps only, to catch a later divergence. The best consta
 loss (the engine's baseline) comes from the labels of the batches passed to ``step`` before the
 first checkpoint, or ``baseline_loss``; without either, from the first losses.
 
-Cost: reading a loss that lives on a GPU waits for the step to finish (one synchronisation;
-loss and gradient norm come back together). Per-layer statistics (``depthlab.watch.layerstats``)
+Cost: reading a loss that lives on an accelerator waits for the step to finish. While the engine
+watches, the loss and the gradient norm of such a run stay on the device and are read back
+together every :data:`FLUSH` steps, at each of the engine's checkpoints and whenever a result
+is asked for (``decision``, ``verdict``, ``should_stop``, ``to_dict``): one synchronisation per
+read, not per step. ``should_stop`` is therefore up to date at those reads; a CPU run is read at
+every step. Per-layer statistics (``depthlab.watch.layerstats``)
 add hooks for one step in ``every`` and copy the layers' weights once then.
 
 The monitor never breaks the training it watches: an internal error is one ``RuntimeWarning``
@@ -54,6 +58,8 @@ NOT_FAILURES = ("trainable", "undecided")
 STOP_ON = ("diverges", "won't train")
 #: Losses kept for the report after the engine is done (thinned past this).
 MAX_TRACE = 2048
+#: Steps whose loss and gradient norm an accelerator keeps before one read brings them back.
+FLUSH = 32
 
 
 class Monitor:
@@ -102,6 +108,10 @@ class Monitor:
         self._user_baseline = baseline_loss
         self._baseline = Baseline()
         self._pending: list[tuple[int, float, float | None]] = []
+        self._queued: list[tuple[int, torch.Tensor]] = []  # (step, [loss, ‖∇θL‖]) on the device
+        #: Keep losses on their device and read them every FLUSH steps (``None``: on
+        #: accelerators only, the default; a CPU read costs no synchronisation).
+        self.defer_reads: bool | None = None
         self._trace: list[tuple[int, float]] = []
         self._trace_stride = 1
         self._params = [p for p in model.parameters() if p.requires_grad]
@@ -135,33 +145,45 @@ class Monitor:
         self._step += 1
         return self._news
 
+    def _sync(self) -> None:
+        """Bring queued steps in before a result is read."""
+        if self._queued:
+            self._guard(self._flush)
+
     @property
     def decision(self) -> Decision:
         """The engine's latest decision."""
+        self._sync()
         return self.engine.decision
 
     @property
     def verdict(self) -> str:
         """``trainable``, a failure's cause, ``diverges`` or, until the engine decides,
         ``undecided`` (its provisional lean is in ``decision``)."""
+        self._sync()
         if self._diverged_at is not None:
             return "diverges"
         return self.decision.verdict if self.decision.decided else "undecided"
 
     @property
     def p_trains(self) -> float:
+        self._sync()
         return 0.0 if self._diverged_at is not None else self.decision.p_trains
 
     @property
     def decided(self) -> bool:
+        self._sync()
         return self._diverged_at is not None or self.decision.decided
 
     @property
     def should_stop(self) -> bool:
-        """A decided failure named in ``stop_on`` (never while passive)."""
-        if self._passive or not self.decided:
+        """A decided failure named in ``stop_on`` (never while passive), as of the last read:
+        cheap enough to ask after every step, it does not bring queued steps in (see the module
+        doc: on an accelerator that happens every ``FLUSH`` steps and at each checkpoint)."""
+        decision = self.engine.decision
+        if self._passive or not (self._diverged_at is not None or decision.decided):
             return False
-        verdict = self.verdict
+        verdict = "diverges" if self._diverged_at is not None else decision.verdict
         if verdict in NOT_FAILURES:
             return False
         if verdict == "diverges":
@@ -231,15 +253,26 @@ class Monitor:
             y = labels_of(batch)
             if y is not None:
                 self._baseline.add(y)
-        if watching or stats_now or (self.every and step % self.every == 0):
+        if (
+            watching
+            and isinstance(loss, torch.Tensor)
+            and (loss.device.type != "cpu" if self.defer_reads is None else self.defer_reads)
+            and (grad_norm is None or isinstance(grad_norm, torch.Tensor))
+        ):
+            # an accelerator's loss stays there: read back with others, not at every step
+            self._queued.append((step, self._on_device(loss, grad_norm)))
+            if (
+                len(self._queued) >= FLUSH
+                or engine.due(step)
+                or step + 1 >= engine.cap
+                or step == self._first_look - 1
+            ):
+                self._flush()
+        elif watching or stats_now or (self.every and step % self.every == 0):
+            if self._queued:
+                self._flush()
             value, norm = self._read(loss, with_norm=watching, grad_norm=grad_norm)
-            self._trace_add(step, value)
-            if watching:
-                self._feed(step, value, norm)
-            if not (math.isfinite(value) and (norm is None or math.isfinite(norm))):
-                self._news |= self._diverged_at is None
-                self._diverged_at = step if self._diverged_at is None else self._diverged_at
-            self._watching = not self.engine.done and self._diverged_at is None
+            self._after_read(step, value, norm, watching)
         if self.stats is not None:
             if stats_now:
                 self.stats.collect(step)
@@ -247,6 +280,37 @@ class Monitor:
             nxt = step + 1
             if self.every and (nxt % self.every == 0) and self._diverged_at is None:
                 self.stats.arm()
+
+    def _after_read(self, step: int, value: float, norm: float | None, watching: bool) -> None:
+        self._trace_add(step, value)
+        if watching and not self.engine.done and self._diverged_at is None:
+            self._feed(step, value, norm)
+        if not (math.isfinite(value) and (norm is None or math.isfinite(norm))):
+            self._news |= self._diverged_at is None
+            self._diverged_at = step if self._diverged_at is None else self._diverged_at
+        self._watching = not self.engine.done and self._diverged_at is None
+
+    def _on_device(self, loss: torch.Tensor, grad_norm: torch.Tensor | None) -> torch.Tensor:
+        """``[loss, ‖∇θL‖₂]`` as a float32 pair on the loss's device, without a read."""
+        parts = grad_norm
+        if parts is None:
+            parts = norm_parts([p.grad for p in self._params if p.grad is not None])
+        value = loss.detach().float().reshape(1)
+        if parts is None:
+            return torch.cat([value, torch.full_like(value, -1.0)])  # -1: no gradient
+        total = parts.detach().float().reshape(-1).to(value.device).square().sum().sqrt()
+        return torch.cat([value, total.reshape(1)])
+
+    def _flush(self) -> None:
+        """Read the queued steps back in one transfer and hand them on, in order."""
+        queued, self._queued = self._queued, []
+        if not queued:
+            return
+        rows = torch.stack([t for _, t in queued]).tolist()
+        for (step, _), (value, norm) in zip(queued, rows, strict=True):
+            self._after_read(step, value, None if norm == -1.0 else norm, True)
+            if not self._watching:
+                break
 
     def _feed(self, step: int, value: float, norm: float | None) -> None:
         if step < self._first_look:
@@ -334,6 +398,7 @@ class Monitor:
         """Numbers for a logger: ``p_trains``, ``predicted_progress``, ``decided``, ``stop``
         and, from the latest layer statistics, the median and largest update/weight ratio over
         the layers and the last layer's signal second moment over the first's."""
+        self._sync()
         d = self.decision
         out = {
             "p_trains": float(self.p_trains),
@@ -353,6 +418,7 @@ class Monitor:
 
     def to_dict(self) -> dict[str, Any]:
         """Everything the monitor knows, JSON-able (``depthlab._json`` writes non-finite floats)."""
+        self._sync()
         d = self.decision
         theory = self.theory or {}
         return {

@@ -19,6 +19,7 @@ from depthlab.probes.signal import SignalProbe
 from depthlab.watch import Monitor
 from depthlab.watch.feed import Baseline, setup_of
 from depthlab.watch.layerstats import MAX_ROWS
+from depthlab.watch.monitor import FLUSH
 
 N, D, K = 512, 16, 4
 
@@ -237,3 +238,31 @@ def test_report_writes_json_png_and_html(tmp_path: Path) -> None:
     assert (tmp_path / "watch" / "curve.png").stat().st_size > 0
     assert mon.verdict in page.read_text()
     json.dumps(mon.to_dict(), allow_nan=True)
+
+
+@pytest.mark.parametrize("lr", [1e-2, 1e30])
+def test_reads_deferred_as_on_an_accelerator_give_the_same_verdict(lr: float) -> None:
+    """On an accelerator the loss and gradient norm stay on the device and come back every
+    FLUSH steps and at the engine's checkpoints; forced on the CPU, that path must judge the
+    curve exactly as reading at every step does (healthy, and diverging)."""
+
+    def opt(model: nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.SGD(model.parameters(), lr=lr)
+
+    def watched(defer: bool) -> tuple[list[float], Monitor]:
+        torch.manual_seed(1)
+        model = net()
+        optimizer = opt(model)
+        mon = Monitor(model, optimizer, 6 * N // 32, every=0)
+        mon.defer_reads = defer
+        return loop(model, optimizer, 6, mon), mon
+
+    now, per_step = watched(False)
+    later, deferred = watched(True)
+    # the same steps ran; a divergence is seen at the next read, within FLUSH steps
+    assert later[: len(now)] == now or str(later[: len(now)]) == str(now)
+    assert len(now) <= len(later) <= len(now) + FLUSH
+    assert deferred.engine.looked == per_step.engine.looked
+    assert deferred.verdict == per_step.verdict and deferred.p_trains == per_step.p_trains
+    assert deferred.to_dict()["verdict"] == per_step.to_dict()["verdict"]
+    assert not deferred._queued  # everything asked for was read
