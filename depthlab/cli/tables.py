@@ -58,11 +58,11 @@ def print_results(results: list[TrainResult]) -> None:
 
 
 def print_diagnoses(diagnoses: list[dict]) -> None:
-    """One row per network: verdict and the headline numbers; then each finding."""
+    """One row per network: verdict, P(trains) and the headline numbers of the probes that ran
+    (a column no diagnosis has a number for is left out, so the table fits); then each
+    finding."""
     table = Table(title="depthlab diagnose")
-    cols = (
-        "network",
-        "verdict",
+    names = (
         "E[h²] last/first",
         "‖∂L/∂h‖ first/last",
         "χ₁ theory",
@@ -70,7 +70,12 @@ def print_diagnoses(diagnoses: list[dict]) -> None:
         "NTK cond.",
         "Hessian λ_max",
     )
-    for col in cols:
+    shown = [
+        (name, probe, key)
+        for name, (probe, key) in zip(names, HEADLINE, strict=True)
+        if any(isinstance(_headline(d, probe, key), int | float) for d in diagnoses)
+    ]
+    for col in ("network", "verdict", "P(trains)", *(name for name, _, _ in shown)):
         table.add_column(
             escape(col), justify="left" if col in ("network", "verdict") else "right", no_wrap=True
         )
@@ -79,9 +84,10 @@ def print_diagnoses(diagnoses: list[dict]) -> None:
         table.add_row(
             d["name"],
             verdict,
+            _g(d.get("p_trains")),
             *(
                 ("≥ " if _is_bound(d, probe, key) else "") + _g(_headline(d, probe, key))
-                for probe, key in HEADLINE
+                for _, probe, key in shown
             ),
         )
     console = _console()
