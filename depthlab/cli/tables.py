@@ -122,7 +122,10 @@ def print_predictions(diagnoses: list[dict], chance: float, reference: float) ->
     for d in diagnoses:
         t = d.get("training", {})
         trained = t.get("trained")
-        predicted = d["verdict"] == "trainable"
+        # an undecided answer counts by its lean, as the calibration scores it
+        predicted = d["verdict"] == "trainable" or (
+            d["verdict"] == "undecided" and (d.get("p_trains") or 0.0) >= 0.5
+        )
         agrees = "-" if trained is None else ("yes" if predicted == trained else "[red]no[/red]")
         table.add_row(
             d["name"],
