@@ -14,9 +14,9 @@ Phases (results under ``--out``, the directory ``bench/verdict_labels.py`` label
   cost    diagnose and then train test-half runs in one process: the diagnosis's time over
           the training's (mean, median, 90th percentile)
 
-    nice -n 10 python bench/verdict_labels.py --out /work/notes/cal      # hours, resumable
-    python bench/verdict_calibration.py tune --out /work/notes/cal
-    python bench/verdict_calibration.py report --out /work/notes/cal
+    nice -n 10 python bench/verdict_labels.py --out bench-out/verdict_calibration      # hours, resumable
+    python bench/verdict_calibration.py tune --out bench-out/verdict_calibration
+    python bench/verdict_calibration.py report --out bench-out/verdict_calibration
 
 Cost is everything the diagnosis runs over the run's own training time, measured in the same
 process: the theory probes' time (when the models read them), the trial's steps up to the

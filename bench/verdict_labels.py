@@ -17,7 +17,7 @@ setup in ``reference_curves.json`` (the cache the trial probe keeps too).
 Runs are taken short budgets first, each budget in a fixed shuffled order (any prefix is a
 random sample of its budget's runs), and the job resumes where it stopped::
 
-    nice -n 10 python bench/verdict_labels.py --out /work/notes/cal
+    nice -n 10 python bench/verdict_labels.py --out bench-out/verdict_calibration
 """
 
 from __future__ import annotations
