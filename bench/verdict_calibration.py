@@ -14,7 +14,7 @@ Phases (results under ``--out``, the directory ``bench/verdict_labels.py`` label
   cost    diagnose and then train test-half runs in one process: the diagnosis's time over
           the training's (mean, median, 90th percentile)
 
-    nice -n 10 python bench/verdict_labels.py --out bench-out/verdict_calibration      # hours, resumable
+    nice -n 10 python bench/verdict_labels.py --out bench-out/verdict_calibration # resumable
     python bench/verdict_calibration.py tune --out bench-out/verdict_calibration
     python bench/verdict_calibration.py report --out bench-out/verdict_calibration
 
