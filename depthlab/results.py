@@ -44,19 +44,14 @@ from depthlab._frames import pandas_frame, polars_frame
 from depthlab._optional import require
 from depthlab.exceptions import DepthlabError, StoreError
 from depthlab.store.base import AbstractStore, RunRecord, RunState
+from depthlab.sweep.spec import OBJECTIVES
 
 __all__ = ["Runs", "load_runs", "runs_table"]
 
 _HEAD = ("name", "run_id")
 _VERDICT = ("verdict", "p_trains", "decided_by", "progress", "trained")
-_METRICS = (
-    "train_loss",
-    "val_loss",
-    "test_loss",
-    "train_accuracy",
-    "val_accuracy",
-    "test_accuracy",
-)
+#: The final metrics a run reports, in the order a sweep's ``objective`` lists them.
+_METRICS = OBJECTIVES
 _TAIL = ("seconds", "attempt", "host", "error")
 _SECTIONS = ("arch", "data", "train")
 
